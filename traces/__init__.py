@@ -1,0 +1,29 @@
+"""chargetrace's trace format: schema, metadata, writer and reader.
+
+The recorder (``chargetrace.tracer``) writes with :class:`TraceWriter`; the
+replay (``chargetrace.replay``) reads with :func:`read_trace`. The shipped
+trace files live beside this package in the repository (see README.md here).
+"""
+
+from .errors import ChargetraceError
+from .metadata import Era, Scope, TraceMeta
+from .reader import Trace, read_meta, read_trace, trace_files
+from .schema import ARROW_SCHEMA, COLUMNS, KINDS, SCHEMA_VERSION
+from .writer import TraceWriter, write_table
+
+__all__ = [
+    "ARROW_SCHEMA",
+    "COLUMNS",
+    "ChargetraceError",
+    "Era",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "Scope",
+    "Trace",
+    "TraceMeta",
+    "TraceWriter",
+    "read_meta",
+    "read_trace",
+    "trace_files",
+    "write_table",
+]

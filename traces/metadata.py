@@ -1,0 +1,106 @@
+"""Trace metadata: what was recorded, where, how, and how completely.
+
+Stored as one JSON object under the Parquet key-value key ``chargetrace``.
+Unknown keys written by a newer recorder are kept in :attr:`TraceMeta.extra`
+so that rewriting a trace (mutate, anonymize) never drops them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ChargetraceError
+from .schema import SCHEMA_VERSION
+
+__all__ = ["TraceMeta", "Era", "Scope"]
+
+
+@dataclass
+class Era:
+    """Accounting era of the recorded kernel (kernel-facts §1.6, §1.7)."""
+
+    #: ``"force"``: mem_cgroup_migrate force-charges the new folio (<= 6.6);
+    #: ``"transfer"``: it moves the charge (>= 6.7, 85ce2c517ade). None = unknown.
+    migrate: str | None = None
+    #: Refcount at which a device-private page is freed: 1 (<= 5.17) or 0
+    #: (>= 5.18, 27674ef6c73f). None = unknown.
+    device_free_refcount: int | None = None
+    #: The kernel feature that decided it (e.g. "kallsyms: mem_cgroup_replace_folio").
+    detected_by: str = ""
+
+
+@dataclass
+class Scope:
+    """What the recording was limited to."""
+
+    kind: str = "system"  # command | pid | cgroup | system
+    command: list[str] = field(default_factory=list)
+    pid: int = 0
+    cgroup_path: str = ""
+    memcg: int = 0
+    #: The recorder created the memcg after attaching its probes: every charge
+    #: in it was observable, so its counters must balance from zero.
+    fresh: bool = False
+    #: All tasks of the scope had exited before the recording ended.
+    exited: bool = False
+    #: How the recorder drained the memcg after exit ("" = not drained).
+    settled: str = ""
+
+
+@dataclass
+class TraceMeta:
+    schema_version: int = SCHEMA_VERSION
+    recorder: str = ""
+    synthetic: bool = False
+    kernel_release: str = ""
+    host: str = ""
+    era: Era = field(default_factory=Era)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    started_at: str = ""
+    ended_at: str = ""
+    drops: dict[str, Any] = field(default_factory=lambda: {"total": 0, "per_cpu": {}})
+    scope: Scope = field(default_factory=Scope)
+    page_size: int = 4096
+    ncpus: int = 1
+    provenance: dict[str, Any] = field(default_factory=dict)
+    mutations: list[dict[str, Any]] = field(default_factory=list)
+    anonymized: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        data = dataclasses.asdict(self)
+        extra = data.pop("extra")
+        return json.dumps({**extra, **data}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, source: str = "trace") -> "TraceMeta":
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ChargetraceError(f"{source}: metadata is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ChargetraceError(f"{source}: metadata is not a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {}
+        try:
+            for key in known & data.keys():
+                value = data[key]
+                if key == "era":
+                    value = Era(**_known(Era, value))
+                elif key == "scope":
+                    value = Scope(**_known(Scope, value))
+                kwargs[key] = value
+        except TypeError as exc:
+            raise ChargetraceError(f"{source}: malformed metadata ({exc})") from None
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs)
+
+
+def _known(kind: type, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{kind.__name__} must be an object")
+    names = {f.name for f in dataclasses.fields(kind)}
+    return {k: v for k, v in value.items() if k in names}
