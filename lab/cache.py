@@ -12,12 +12,17 @@ interrupted build is resumed (make is incremental) rather than trusted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECIPE", "is_done", "kernel_key", "read_stamp", "rootfs_key", "write_stamp"]
+from chargetrace.traces.errors import ChargetraceError
+
+__all__ = ["RECIPE", "is_done", "kernel_key", "locked", "read_stamp", "rootfs_key", "write_stamp"]
 
 #: Bump when the build procedure changes in a way the inputs below do not capture.
 RECIPE = "chargetrace-lab/1"
@@ -56,3 +61,22 @@ def read_stamp(directory: Path) -> dict[str, Any]:
         return json.loads((directory / _STAMP).read_text())
     except (OSError, ValueError):
         return {}
+
+
+@contextlib.contextmanager
+def locked(directory: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (created if missing) for a build step.
+
+    Two builds in one kernel tree corrupt each other's objects (seen: a lab
+    test started while a manual build ran), so every build step takes this.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory.parent / f".{directory.name}.lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise ChargetraceError(f"lab: {directory} is being built by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

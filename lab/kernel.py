@@ -21,7 +21,7 @@ from pathlib import Path
 
 from chargetrace.traces.errors import ChargetraceError
 
-from .cache import is_done, kernel_key, read_stamp, write_stamp
+from .cache import is_done, kernel_key, locked, read_stamp, write_stamp
 from .kconfig import FRAGMENT_NAME, check_config, fragment_bytes
 from .packages import KernelSource
 from .proc import run
@@ -79,11 +79,14 @@ def build_kernel(source: KernelSource, cache_dir: Path, *, jobs: int, log: Path)
     fragment = fragment_bytes()
     key = kernel_key(source.version, fragment)
     d = kernel_dir(cache_dir, source, key)
-    if is_done(d):
-        stamp = read_stamp(d)
-        return KernelBuild(d, source, key, stamp["release"], cached=True)
+    with locked(d):
+        if is_done(d):
+            stamp = read_stamp(d)
+            return KernelBuild(d, source, key, stamp["release"], cached=True)
+        return _build(d, source, key, fragment, jobs=jobs, log=log)
 
-    d.mkdir(parents=True, exist_ok=True)
+
+def _build(d: Path, source: KernelSource, key: str, fragment: bytes, *, jobs: int, log: Path) -> KernelBuild:
     timings: dict[str, float] = {}
     tree = d / source.topdir
     kbuild = d / "kbuild"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from chargetrace.traces.errors import ChargetraceError
 
-from .cache import is_done, rootfs_key, write_stamp
+from .cache import is_done, locked, rootfs_key, write_stamp
 from .proc import run
 
 __all__ = ["GUEST_DEBS", "GUEST_INIT", "VENV", "guest_pip_requirements", "prepare_rootfs", "refresh_rootfs",
@@ -29,6 +29,10 @@ __all__ = ["GUEST_DEBS", "GUEST_INIT", "VENV", "guest_pip_requirements", "prepar
 #: python3-venv: ensurepip for the venv holding chargetrace's PyPI dependencies.
 GUEST_DEBS = ("python3", "python3-venv", "python3-bpfcc", "bpfcc-tools", "kmod", "xz-utils", "procps",
               "iproute2")
+
+#: The guest's Python (bookworm's python3) and the wheel platforms its glibc 2.36 accepts.
+_GUEST_PY = "3.11"
+_GUEST_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
 
 #: The venv chargetrace is installed in, inside the guest.
 VENV = "/opt/chargetrace"
@@ -66,19 +70,35 @@ def prepare_rootfs(cache_dir: Path, *, suite: str, mirror: str, log: Path) -> tu
     """The cached rootfs for ``suite`` (built if missing): (path, cached, seconds)."""
     pip = guest_pip_requirements()
     d = cache_dir / "rootfs" / f"{suite}-{rootfs_key(suite, GUEST_DEBS, pip)}"
+    with locked(d):
+        if is_done(d):
+            return d / "root", True, 0.0
+        return _debootstrap(d, suite=suite, mirror=mirror, pip=pip, log=log)
+
+
+def _debootstrap(d: Path, *, suite: str, mirror: str, pip: list[str], log: Path) -> tuple[Path, bool, float]:
     rootfs = d / "root"
-    if is_done(d):
-        return rootfs, True, 0.0
     t0 = time.monotonic()
     # A half-made debootstrap cannot be resumed reliably: start over.
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
+    shutil.rmtree(rootfs, ignore_errors=True)
+    for stale in d.glob("*"):
+        if stale.is_file():
+            stale.unlink()
     run(["debootstrap", "--variant=minbase", f"--include={','.join(GUEST_DEBS)}", suite, rootfs, mirror],
         log=log, what="debootstrap")
-    shutil.copy2("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
     _chroot(rootfs, "python3", "-m", "venv", "--system-site-packages", VENV, log=log, what="guest venv")
-    _chroot(rootfs, f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check", *pip,
-            log=log, what="pip install into the guest venv")
+    # Wheels are fetched by the host's pip (its index/proxy/CA configuration
+    # applies), for the guest's interpreter (bookworm: CPython 3.11, glibc 2.36),
+    # then installed offline in the chroot.
+    house = rootfs / "tmp" / "wheelhouse"
+    house.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--only-binary=:all:",
+         "--implementation", "cp", "--python-version", _GUEST_PY, "--abi", f"cp{_GUEST_PY.replace('.', '')}",
+         *[a for p in _GUEST_PLATFORMS for a in ("--platform", p)], "-d", house, *pip],
+        log=log, what="pip download for the guest")
+    _chroot(rootfs, f"{VENV}/bin/pip", "install", "--no-index", "--find-links", "/tmp/wheelhouse",
+            "--disable-pip-version-check", "-q", *pip, log=log, what="pip install into the guest venv")
+    shutil.rmtree(house, ignore_errors=True)
     _chroot(rootfs, f"{VENV}/bin/python", "-c", "import bcc, pyarrow, pandas, click, rich",
             log=log, what="guest import check")
     # Reduce noise/latency in the guest: no apt caches in a 9p root.

@@ -27,6 +27,7 @@ from .packages import HOST_PACKAGES, ensure_host_packages, kernel_source
 from .proc import tail
 from .qemu import boot, kvm_usable, pick_accel, qemu_argv
 from .rootfs import GUEST_INIT, prepare_rootfs, refresh_rootfs
+from .trace import TraceSummary, add_provenance, summarize
 
 __all__ = ["LabResult", "build_all", "clean_cache", "dmesg_problems", "run_lab"]
 
@@ -60,6 +61,7 @@ class LabResult:
     guest_steps: dict[str, float] = field(default_factory=dict)
     dmesg: list[str] = field(default_factory=list)
     trace: Path | None = None
+    summary: TraceSummary | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -177,11 +179,32 @@ def run_lab(cfg: LabConfig) -> LabResult:
         trace = out / cfg.trace_name
         if trace.exists():
             res.trace = trace
+            _check_trace(cfg, res)
         else:
             res.problems.append(f"no trace {trace} (recorder: {tail(out / 'record.err', 3)})")
     timings["total"] = time.monotonic() - t_all
     (share / "result.json").write_text(json.dumps(res.to_json(), indent=2, sort_keys=True) + "\n")
     return res
+
+
+def _check_trace(cfg: LabConfig, res: LabResult) -> None:
+    assert res.trace is not None
+    add_provenance(res.trace, {
+        "lab": "chargetrace lab (QEMU " + res.accel + ", lab/hmm-lab.config, out-of-tree test_hmm.ko)",
+        "kernel_release": res.release,
+        "kernel_source": f"linux-source-{cfg.kernel} {res.source_version}",
+        "config_sha256": res.config_sha256,
+        "lab_kernel_key": res.kernel_key,
+        "command": f"chargetrace record -o /lab/out/{cfg.trace_name} --ringbuf-mb {cfg.ringbuf_mb} -- hmm-tests",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hmm_tests": {"rc": res.hmm_rc, "summary": res.hmm.summary, "totals": res.hmm.totals,
+                      "device_private": res.hmm.device_private},
+    })
+    res.summary = s = summarize(res.trace)
+    if s.drops:
+        res.problems.append(f"the recorder dropped {s.drops} events")
+    if s.missing_kinds:
+        res.problems.append(f"no {', '.join(s.missing_kinds)} events in {res.trace.name}")
 
 
 def clean_cache(cfg: LabConfig, *, kernels: bool = True, rootfs: bool = False, runs: bool = True) -> list[Path]:

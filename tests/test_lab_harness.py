@@ -206,3 +206,16 @@ def test_dmesg_problems() -> None:
            "[    2.1] HMM test module loaded. This is only for testing HMM.\n"
            "[    3.0] BUG: Bad page state in process hmm-tests\n")
     assert [line.split("] ")[1][:8] for line in dmesg_problems(log)] == ["WARNING:", "BUG: Bad"]
+
+
+def test_locked_excludes_a_second_builder(tmp_path: Path) -> None:
+    from chargetrace.lab.cache import locked
+
+    target = tmp_path / "kernel" / "6.1.192-2-abc"
+    with locked(target):
+        assert target.is_dir()
+        with pytest.raises(ChargetraceError, match="being built by another process"):
+            with locked(target, wait=False):
+                pass
+    with locked(target, wait=False):
+        pass
