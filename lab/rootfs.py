@@ -109,8 +109,14 @@ def _debootstrap(d: Path, *, suite: str, mirror: str, pip: list[str], log: Path)
 
 
 def _build_wheel(work: Path, log: Path) -> Path:
+    # Build from a clean copy: setuptools reuses an in-tree build/ and would ship
+    # modules deleted since; the copy also keeps uncommitted edits (dev workflow).
+    src = work / "src"
+    shutil.copytree(source_root(), src, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "*.parquet",
+        "*.partial", "lab-work"))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-         "-w", work, source_root()], log=log, what="build chargetrace wheel")
+         "-w", work, src], log=log, what="build chargetrace wheel")
     wheels = sorted(work.glob("chargetrace-*.whl"))
     if not wheels:
         raise ChargetraceError(f"lab: pip wheel produced no chargetrace wheel; see {log}")
