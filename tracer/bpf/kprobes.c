@@ -1,0 +1,409 @@
+/* kprobe/kretprobe variants: folio-level charge events (kernel-facts §2).
+ *
+ * Functions are named by role; tracer/catalogue.py attaches each to the
+ * symbol of the running kernel's era (e.g. ct_kp_charge to
+ * __mem_cgroup_charge on 5.16+, mem_cgroup_charge on 5.8-5.14). Every memcg
+ * is read FROM THE FOLIO (memcg_data), never from current, so uncharges done
+ * by other tasks (reclaim, exit of another process, RCU) are attributed
+ * right. Needs OFF_* (BTF or real headers). */
+
+#ifdef OFF_FOLIO_MEMCG_DATA
+
+struct ct_stash {
+    u64 a, b, c, d;
+};
+
+static __always_inline void ct_emit_folio(struct pt_regs *ctx, u16 kind, u16 probe,
+                                          const void *folio, u64 memcg)
+{
+    struct ct_event e = {};
+    ct_fill(&e, kind, probe);
+    e.folio = (u64)folio;
+    e.nr_pages = ct_folio_nr(folio);
+    e.memcg = memcg;
+    CT_EMIT(ctx, &e);
+}
+
+/* ---- charge: kretprobe, folio stashed at entry --------------------------- */
+#ifdef CT_KP_CHARGE
+BPF_HASH(stash_charge, u64, u64, 4096);
+
+/* __mem_cgroup_charge(folio, mm, gfp) 5.16+ / mem_cgroup_charge(page, mm, gfp)
+ * 5.8-5.14: the folio/page is the first argument in every era. */
+int ct_kp_charge(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    u64 folio = PT_REGS_PARM1(ctx);
+    stash_charge.update(&key, &folio);
+    return 0;
+}
+
+int ct_kret_charge(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    u64 *folio = stash_charge.lookup(&key);
+    if (!folio)
+        return 0;
+    const void *f = (const void *)*folio;
+    stash_charge.delete(&key);
+    long ret = PT_REGS_RC(ctx);
+    u64 memcg = ct_folio_memcg(f);
+    /* A failed charge leaves no memcg on the folio: keep it for the scope's
+     * own tasks (R2: failed charges have no effect, but are evidence). */
+    if (!ct_memcg_ok(memcg) && !(ret != 0 && ct_task_ok()))
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_charge, CT_KP_CHARGE);
+    e.folio = (u64)f;
+    e.nr_pages = ct_folio_nr(f);
+    e.memcg = ret == 0 ? memcg : 0;
+    e.ret = ret;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- uncharge: one row per folio ---------------------------------------- */
+#ifdef CT_KP_UNCHARGE
+/* __mem_cgroup_uncharge(folio) */
+int ct_kp_uncharge(struct pt_regs *ctx)
+{
+    const void *f = (const void *)PT_REGS_PARM1(ctx);
+    u64 memcg = ct_folio_memcg(f);
+    if (!ct_memcg_ok(memcg))
+        return 0;
+    ct_emit_folio(ctx, CT_KIND_uncharge, CT_KP_UNCHARGE, f, memcg);
+    return 0;
+}
+#endif
+
+#ifdef CT_KP_UNCHARGE_LIST
+/* __mem_cgroup_uncharge_list(struct list_head *page_list), 5.15-6.8: the
+ * folios are chained through folio->lru. Bounded walk (the verifier needs a
+ * bound; callers pass at most a pagevec/mmu_gather batch). */
+#define CT_UNCHARGE_LIST_MAX 512
+int ct_kp_uncharge_list(struct pt_regs *ctx)
+{
+    const char *head = (const char *)PT_REGS_PARM1(ctx);
+    const char *node = NULL;
+    bpf_probe_read_kernel(&node, sizeof(node), head); /* head->next */
+    for (int i = 0; i < CT_UNCHARGE_LIST_MAX; i++) {
+        if (!node || node == head)
+            break;
+        const void *f = node - OFF_FOLIO_LRU;
+        u64 memcg = ct_folio_memcg(f);
+        if (ct_memcg_ok(memcg))
+            ct_emit_folio(ctx, CT_KIND_uncharge, CT_KP_UNCHARGE_LIST, f, memcg);
+        bpf_probe_read_kernel(&node, sizeof(node), node);
+    }
+    return 0;
+}
+#endif
+
+#ifdef CT_KP_UNCHARGE_FOLIOS
+/* __mem_cgroup_uncharge_folios(struct folio_batch *fbatch), 6.9+ ("mm:
+ * remove use of folio list from folios_put()"): folios[0..nr). */
+#define CT_FBATCH_MAX 32
+int ct_kp_uncharge_folios(struct pt_regs *ctx)
+{
+    const char *fb = (const char *)PT_REGS_PARM1(ctx);
+    unsigned char nr = 0;
+    bpf_probe_read_kernel(&nr, sizeof(nr), fb + OFF_FBATCH_NR);
+    for (int i = 0; i < CT_FBATCH_MAX; i++) {
+        if (i >= nr)
+            break;
+        const void *f = NULL;
+        bpf_probe_read_kernel(&f, sizeof(f), fb + OFF_FBATCH_FOLIOS + i * sizeof(void *));
+        u64 memcg = ct_folio_memcg(f);
+        if (ct_memcg_ok(memcg))
+            ct_emit_folio(ctx, CT_KIND_uncharge, CT_KP_UNCHARGE_FOLIOS, f, memcg);
+    }
+    return 0;
+}
+#endif
+
+/* ---- transfer / replace: old's memcg at entry, new's at return ---------- */
+#if defined(CT_KP_TRANSFER) || defined(CT_KP_REPLACE)
+static __always_inline void ct_pair_entry(struct pt_regs *ctx, void *stash)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash s = {};
+    s.a = PT_REGS_PARM1(ctx);
+    s.b = PT_REGS_PARM2(ctx);
+    s.c = ct_folio_memcg((const void *)s.a);
+    bpf_map_update_elem(stash, &key, &s, BPF_ANY);
+}
+
+static __always_inline void ct_pair_return(struct pt_regs *ctx, void *stash, u16 kind, u16 probe)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = bpf_map_lookup_elem(stash, &key);
+    if (!s)
+        return;
+    struct ct_event e = {};
+    e.folio = s->a;
+    e.folio_new = s->b;
+    e.memcg = s->c;
+    bpf_map_delete_elem(stash, &key);
+    e.memcg_new = ct_folio_memcg((const void *)e.folio_new);
+    if (!ct_memcg_ok(e.memcg) && !ct_memcg_ok(e.memcg_new))
+        return;
+    ct_fill(&e, kind, probe);
+    e.nr_pages = ct_folio_nr((const void *)e.folio_new);
+    CT_EMIT(ctx, &e);
+}
+#endif
+
+#ifdef CT_KP_TRANSFER
+/* mem_cgroup_migrate(old, new): force-charge <= 6.6, transfer >= 6.7
+ * (85ce2c517ade "memcontrol: only transfer the memcg data for migration"). */
+BPF_HASH(stash_transfer, u64, struct ct_stash, 4096);
+int ct_kp_transfer(struct pt_regs *ctx) { ct_pair_entry(ctx, &stash_transfer); return 0; }
+int ct_kret_transfer(struct pt_regs *ctx)
+{
+    ct_pair_return(ctx, &stash_transfer, CT_KIND_transfer, CT_KP_TRANSFER);
+    return 0;
+}
+#endif
+
+#ifdef CT_KP_REPLACE
+/* mem_cgroup_replace_folio(old, new), 6.7+ (same commit): force-charges new. */
+BPF_HASH(stash_replace, u64, struct ct_stash, 4096);
+int ct_kp_replace(struct pt_regs *ctx) { ct_pair_entry(ctx, &stash_replace); return 0; }
+int ct_kret_replace(struct pt_regs *ctx)
+{
+    ct_pair_return(ctx, &stash_replace, CT_KIND_replace, CT_KP_REPLACE);
+    return 0;
+}
+#endif
+
+/* ---- device_free --------------------------------------------------------- */
+#ifdef CT_KP_DEVICE_FREE
+/* free_zone_device_folio(folio) 6.10+, free_zone_device_page(page) 5.18-6.9,
+ * free_devmap_managed_page(page) <= 5.17 (kernel-facts §1.7). value = the
+ * refcount at entry: 0 in the >= 5.18 convention, 1 before. */
+int ct_kp_device_free(struct pt_regs *ctx)
+{
+    const char *f = (const char *)PT_REGS_PARM1(ctx);
+    u64 memcg = ct_folio_memcg(f);
+    if (!ct_memcg_ok(memcg) && !ct_task_ok())
+        return 0;
+    int refs = -1;
+    bpf_probe_read_kernel(&refs, sizeof(refs), f + OFF_PAGE_REFCOUNT);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_free, CT_KP_DEVICE_FREE);
+    e.folio = (u64)f;
+    e.nr_pages = ct_folio_nr(f);
+    e.memcg = memcg;
+    e.value = refs;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- migrate_vma / migrate_device --------------------------------------- */
+#define MIGRATE_PFN_VALID 1UL
+#define MIGRATE_PFN_MIGRATE 2UL
+/* Entries of src[] inspected at return; larger calls report value = -1. */
+#define CT_SRC_MAX 4096
+#define CT_SRC_CHUNK 8
+
+/* Count src[] entries with VALID|MIGRATE both set (a source folio that is
+ * still migrating = one charge transfer expected). -1 if too long. */
+static __always_inline s64 ct_count_migrating(const unsigned long *src, u64 npages)
+{
+    if (npages > CT_SRC_MAX)
+        return -1;
+    s64 n = 0;
+    for (int c = 0; c < CT_SRC_MAX / CT_SRC_CHUNK; c++) {
+        if ((u64)c * CT_SRC_CHUNK >= npages)
+            break;
+        unsigned long buf[CT_SRC_CHUNK] = {};
+        bpf_probe_read_kernel(buf, sizeof(buf), src + c * CT_SRC_CHUNK);
+#pragma unroll
+        for (int j = 0; j < CT_SRC_CHUNK; j++) {
+            if ((u64)(c * CT_SRC_CHUNK + j) < npages &&
+                (buf[j] & (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE)) ==
+                    (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE))
+                n++;
+        }
+    }
+    return n;
+}
+
+static __always_inline int ct_mvma_emit(struct pt_regs *ctx, u16 kind, u16 probe, s32 item,
+                                        u64 start, u64 npages, s64 value, s64 ret)
+{
+    struct ct_event e = {};
+    ct_fill(&e, kind, probe);
+    e.item = item;
+    e.addr = start;
+    e.nr_pages = npages;
+    e.value = value;
+    e.ret = ret;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+
+/* item: 0 = migrate_vma_*, 1 = migrate_device_* (named in Python). */
+#if defined(CT_KP_MVMA_SETUP) || defined(CT_KP_MVMA_PAGES) || defined(CT_KP_MDEV_RANGE) || defined(CT_KP_MDEV_PAGES)
+BPF_HASH(stash_mvma, u64, struct ct_stash, 4096);
+static __always_inline void ct_mvma_stash(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash s = {};
+    s.a = PT_REGS_PARM1(ctx);
+    s.b = PT_REGS_PARM2(ctx);
+    s.c = PT_REGS_PARM3(ctx);
+    stash_mvma.update(&key, &s);
+}
+#endif
+
+#ifdef CT_KP_MVMA_SETUP
+/* migrate_vma_setup(struct migrate_vma *args) 5.4+ */
+int ct_kp_mvma_setup(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mvma_setup(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    const char *mv = (const char *)s->a;
+    stash_mvma.delete(&key);
+    unsigned long start = 0, npages = 0, cpages = 0;
+    bpf_probe_read_kernel(&start, sizeof(start), mv + OFF_MVMA_START);
+    bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
+    bpf_probe_read_kernel(&cpages, sizeof(cpages), mv + OFF_MVMA_CPAGES);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_setup, CT_KP_MVMA_SETUP, 0, start, npages, cpages,
+                        (long)PT_REGS_RC(ctx));
+}
+#endif
+
+#ifdef CT_KP_MVMA_PAGES
+/* migrate_vma_pages(struct migrate_vma *migrate): src[] read at return */
+int ct_kp_mvma_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mvma_pages(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    const char *mv = (const char *)s->a;
+    stash_mvma.delete(&key);
+    const unsigned long *src = NULL;
+    unsigned long npages = 0;
+    bpf_probe_read_kernel(&src, sizeof(src), mv + OFF_MVMA_SRC);
+    bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_pages, CT_KP_MVMA_PAGES, 0, 0, npages,
+                        ct_count_migrating(src, npages), 0);
+}
+#endif
+
+#ifdef CT_KP_MVMA_FINALIZE
+/* migrate_vma_finalize(struct migrate_vma *migrate) */
+int ct_kp_mvma_finalize(struct pt_regs *ctx)
+{
+    const char *mv = (const char *)PT_REGS_PARM1(ctx);
+    unsigned long npages = 0;
+    bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_finalize, CT_KP_MVMA_FINALIZE, 0, 0, npages, 0, 0);
+}
+#endif
+
+#ifdef CT_KP_MDEV_RANGE
+/* migrate_device_range(unsigned long *src_pfns, unsigned long start, unsigned
+ * long npages), 6.1+ (e778406b40db): addr = first pfn, value = -1 (the
+ * function returns int and fills src_pfns; counted at migrate_device_pages). */
+int ct_kp_mdev_range(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mdev_range(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    u64 start = s->b, npages = s->c;
+    stash_mvma.delete(&key);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_setup, CT_KP_MDEV_RANGE, 1, start, npages, -1,
+                        (long)PT_REGS_RC(ctx));
+}
+#endif
+
+#ifdef CT_KP_MDEV_PAGES
+/* migrate_device_pages(unsigned long *src_pfns, unsigned long *dst_pfns,
+ * unsigned long npages), 6.1+ */
+int ct_kp_mdev_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mdev_pages(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    const unsigned long *src = (const unsigned long *)s->a;
+    u64 npages = s->c;
+    stash_mvma.delete(&key);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_pages, CT_KP_MDEV_PAGES, 1, 0, npages,
+                        ct_count_migrating(src, npages), 0);
+}
+#endif
+
+#ifdef CT_KP_MDEV_FINALIZE
+/* migrate_device_finalize(src_pfns, dst_pfns, npages), 6.1+ */
+int ct_kp_mdev_finalize(struct pt_regs *ctx)
+{
+    return ct_mvma_emit(ctx, CT_KIND_migrate_finalize, CT_KP_MDEV_FINALIZE, 1, 0,
+                        PT_REGS_PARM3(ctx), 0, 0);
+}
+#endif
+
+/* ---- device_fault: the driver's migrate_to_ram, or do_swap_page ---------- */
+#ifdef CT_KP_DEVICE_FAULT
+/* dmirror_devmem_fault(struct vm_fault *vmf) (lib/test_hmm.c) or
+ * do_swap_page(struct vm_fault *vmf): addr = vmf->address. do_swap_page also
+ * sees real swap-ins; the driver callback is preferred when it exists. */
+BPF_HASH(stash_dfault, u64, u64, 4096);
+int ct_kp_device_fault(struct pt_regs *ctx)
+{
+    if (!ct_task_ok())
+        return 0;
+    const char *vmf = (const char *)PT_REGS_PARM1(ctx);
+    u64 key = bpf_get_current_pid_tgid();
+    u64 one = 1;
+    stash_dfault.update(&key, &one);
+    unsigned long addr = 0;
+    bpf_probe_read_kernel(&addr, sizeof(addr), vmf + OFF_VMF_ADDRESS);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_fault, CT_KP_DEVICE_FAULT);
+    e.addr = addr;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+int ct_kret_device_fault(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    if (!stash_dfault.lookup(&key))
+        return 0;
+    stash_dfault.delete(&key);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_fault_done, CT_KP_DEVICE_FAULT);
+    e.ret = (long)PT_REGS_RC(ctx);
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- fault fallback: handle_mm_fault(vma, address, flags, regs) --------- */
+#ifdef CT_KP_FAULT
+int ct_kp_fault(struct pt_regs *ctx)
+{
+    if (!ct_task_ok())
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_fault, CT_KP_FAULT);
+    e.addr = PT_REGS_PARM2(ctx);
+    e.value = PT_REGS_PARM3(ctx);
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#endif /* OFF_FOLIO_MEMCG_DATA */
