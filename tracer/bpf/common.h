@@ -9,6 +9,10 @@
  * Each probe variant is enabled by a define whose value is its probe id
  * (the row's `probe` string is looked up in Python from that id).
  *
+ * This header holds no map code: BCC rewrites map calls (events.ringbuf_output,
+ * x.lookup) only in the main file, so maps and everything using them live in
+ * recorder.c.
+ *
  * Kernel structs are only read by offset (bpf_probe_read_kernel), never by
  * name: against the BTF-generated stub headers no struct layout exists, and
  * against real headers of another build the layout may be skewed.
@@ -17,6 +21,8 @@
 #define CT_COMMON_H
 
 #include <uapi/linux/ptrace.h>
+/* Declares enum migrate_mode, named by the migrate:* format files. */
+#include <linux/migrate_mode.h>
 
 #ifdef CT_REAL_HEADERS
 #include <linux/mm_types.h>
@@ -63,6 +69,10 @@
 #define CT_KIND_fork 14
 #define CT_KIND_exit 15
 
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
 struct ct_event {
     u64 ts_ns;
     u64 folio;
@@ -81,77 +91,6 @@ struct ct_event {
     s32 item;
     char comm[16];
 };
-
-#ifdef CT_PERF
-BPF_PERF_OUTPUT(events);
-#else
-#ifndef CT_RB_PAGES
-#define CT_RB_PAGES 8192
-#endif
-BPF_RINGBUF_OUTPUT(events, CT_RB_PAGES);
-#endif
-
-/* Events the transport refused (ring full): BCC's ring buffer has no lost
- * callback, so the count is kept here, per CPU, and read by the recorder. */
-BPF_PERCPU_ARRAY(drops, u64, 1);
-
-/* Scope: allowed memcg ids (cgroup ids) and thread-group ids. */
-BPF_HASH(scope_memcg, u64, u8, 256);
-BPF_HASH(scope_tgid, u32, u8, 65536);
-
-/* Emit a record; count it as dropped when the transport has no room.
- * BPF_RB_NO_WAKEUP: the recorder polls every ~10 ms, a wakeup per event
- * would slow the traced task ~4x (docs/bcc-here.md §4). */
-#ifdef CT_PERF
-#define CT_EMIT(ctxp, ep)                                                       \
-    do {                                                                        \
-        if (events.perf_submit(ctxp, (ep), sizeof(*(ep))) != 0) {               \
-            int __k = 0;                                                        \
-            u64 *__c = drops.lookup(&__k);                                      \
-            if (__c) *__c += 1;                                                 \
-        }                                                                       \
-    } while (0)
-#else
-#define CT_EMIT(ctxp, ep)                                                       \
-    do {                                                                        \
-        if (events.ringbuf_output((ep), sizeof(*(ep)), BPF_RB_NO_WAKEUP) != 0) { \
-            int __k = 0;                                                        \
-            u64 *__c = drops.lookup(&__k);                                      \
-            if (__c) *__c += 1;                                                 \
-        }                                                                       \
-    } while (0)
-#endif
-
-static __always_inline void ct_fill(struct ct_event *e, u16 kind, u16 probe)
-{
-    u64 id = bpf_get_current_pid_tgid();
-    e->ts_ns = bpf_ktime_get_ns();
-    e->pid = id >> 32;
-    e->tid = (u32)id;
-    e->cpu = bpf_get_smp_processor_id();
-    e->kind = kind;
-    e->probe = probe;
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
-}
-
-static __always_inline int ct_memcg_ok(u64 memcg)
-{
-#ifdef CT_SCOPE_ALL
-    return 1;
-#else
-    return memcg != 0 && scope_memcg.lookup(&memcg) != NULL;
-#endif
-}
-
-static __always_inline int ct_task_ok(void)
-{
-#ifdef CT_SCOPE_ALL
-    return 1;
-#else
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    return scope_tgid.lookup(&tgid) != NULL;
-#endif
-}
 
 #ifdef OFF_FOLIO_MEMCG_DATA
 /* cgroup id of a mem_cgroup: memcg->css.cgroup->kn->id (kernel-facts §2
