@@ -1,0 +1,417 @@
+"""The live recorder: a context-managed recording session.
+
+``Recording(RecordConfig(...))`` sets everything up on ``__enter__`` (root
+check, BCC, tracefs, headers, probe choice by trial attach, the final BPF
+program, scope maps, the trace writer), :meth:`Recording.run` pumps events to
+disk until the scope ends, the duration passes or SIGINT/SIGTERM arrives, and
+``__exit__`` tears down (command killed if still running, cgroup removed,
+writer closed so the trace is valid). A failed setup releases what it took.
+
+Scopes: ``command`` (runs CMD in a fresh memcg created after the probes are
+attached: ``scope.fresh``), ``pid``, ``cgroup`` and ``system``. Folio-level
+rows and memcg counters are filtered in BPF by memcg id (read from the folio
+or the tracepoint), faults/fork/exit by the scope's thread groups, closed
+under fork. Limits: ``--cgroup`` seeds the thread groups from cgroup.procs
+at start only (plus their forks); ``page_migration`` is recorded system-wide.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from chargetrace.traces import ChargetraceError, Scope, TraceMeta, TraceWriter
+
+from .bccload import load_bcc
+from .btf import load_vmlinux_btf
+from .catalogue import (
+    MAIN_SOURCE,
+    Choice,
+    attach_kprobes,
+    capture_stderr,
+    choose_probes,
+    compile_cflags,
+    item_tables,
+)
+from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid
+from .decode import decode
+from .headers import ensure_tracefs, resolve_headers
+from .kernel import KernelInfo, detect_era
+from .transport import Transport, ringbuf_pages
+
+__all__ = ["RecordConfig", "Recording", "RecordResult", "probe_table", "VERSION"]
+
+VERSION = "0.1.0"
+# Decode when this many bytes are buffered or this much time passed.
+_DECODE_BYTES = 1 << 20
+_DECODE_SECONDS = 0.25
+
+
+@dataclass
+class RecordConfig:
+    """What ``chargetrace record`` was asked to do."""
+
+    output: Path
+    command: list[str] = field(default_factory=list)
+    pid: int | None = None
+    cgroup: str | None = None
+    duration: float | None = None
+    ringbuf_mb: float = 32.0
+    #: ``auto`` (ring buffer, else perf), ``ringbuf`` or ``perf``.
+    transport: str = "auto"
+    poll_ms: float = 10.0
+    #: Print a status line on stderr.
+    status: bool = True
+    #: Seconds to keep recording after the command exits, before settling.
+    settle_wait: float = 0.2
+    #: Restrict to these logical events (names in tracer/catalogue.py).
+    events: set[str] | None = None
+    #: Command line to store as provenance (the CLI passes sys.argv).
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def scope_kind(self) -> str:
+        given = [k for k, v in (("command", self.command), ("pid", self.pid), ("cgroup", self.cgroup)) if v]
+        if len(given) > 1:
+            raise ChargetraceError(f"choose one scope, not {' and '.join(given)}")
+        return given[0] if given else "system"
+
+
+@dataclass
+class RecordResult:
+    path: Path
+    events: int
+    drops: int
+    exit_status: int | None
+    meta: TraceMeta
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _setup_kernel() -> tuple[Any, KernelInfo]:
+    bcc = load_bcc()
+    tracefs = ensure_tracefs()
+    btf = load_vmlinux_btf()
+    headers = resolve_headers(btf)
+    headers.apply()
+    return bcc, KernelInfo(os.uname().release, btf, headers, tracefs)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise ChargetraceError("recording needs root (BPF, tracefs, memory cgroups); run it with sudo")
+
+
+def probe_table(events: set[str] | None = None) -> tuple[KernelInfo, list[Choice]]:
+    """Trial-attach the catalogue on the running kernel (``chargetrace probes``)."""
+    _require_root()
+    bcc, kernel = _setup_kernel()
+    return kernel, choose_probes(bcc, kernel, events)
+
+
+class Recording:
+    """One recording session (see the module docstring)."""
+
+    def __init__(self, config: RecordConfig, *, stream: TextIO | None = None) -> None:
+        self.config = config
+        self.stream = stream or sys.stderr
+        self._stop_reason = ""
+        self._bpf: Any = None
+        self._cgroup: Memcg | None = None
+        self._created_cgroup = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._writer: TraceWriter | None = None
+        self._transport: Transport | None = None
+        self._tables: dict[int, dict[int, str]] = {}
+        self._probe_names: dict[int, str] = {}
+        self._drops_per_cpu: dict[str, int] = {}
+        self._last_decode = time.monotonic()
+        self._pending_bytes = 0
+        self.meta = TraceMeta()
+        self.events = 0
+        self.exit_status: int | None = None
+
+    # -- setup -------------------------------------------------------------
+    def __enter__(self) -> "Recording":
+        try:
+            self._start()
+        except BaseException:
+            self._teardown(failed=True)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._teardown(failed=exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt))  # type: ignore[arg-type]
+
+    def _start(self) -> None:
+        cfg = self.config
+        scope_kind = cfg.scope_kind
+        _require_root()
+        if scope_kind == "command" and not shutil.which(cfg.command[0]):
+            raise ChargetraceError(f"{cfg.command[0]}: command not found")
+        bcc, kernel = _setup_kernel()
+        self._bcc, self._kernel = bcc, kernel
+        era = detect_era(kernel)
+        choices = choose_probes(bcc, kernel, cfg.events)
+        chosen = [c.variant for c in choices if c.variant is not None]
+        if not chosen:
+            raise ChargetraceError("no probe attaches on this kernel; see `chargetrace probes`")
+        self._probe_names = {v.pid: v.probe for v in chosen}
+        self._tables = item_tables(kernel)
+
+        scope = Scope(kind=scope_kind)
+        memcgs: list[int] = []
+        tgids: list[int] = []
+        if scope_kind == "command":
+            scope.command = list(cfg.command)
+            own = memcg_of_pid("self")
+            self._cgroup = create_child(own, f"chargetrace-{os.getpid()}")
+            self._created_cgroup = True
+            scope.fresh = True
+        elif scope_kind == "pid":
+            assert cfg.pid is not None
+            scope.pid = cfg.pid
+            self._cgroup = memcg_of_pid(cfg.pid)
+            tgids.append(cfg.pid)
+        elif scope_kind == "cgroup":
+            assert cfg.cgroup is not None
+            self._cgroup = memcg_at(cfg.cgroup)
+            tgids.extend(self._cgroup.procs())
+        if self._cgroup is not None:
+            scope.cgroup_path = str(self._cgroup.path)
+            scope.memcg = self._cgroup.id
+            memcgs.append(scope.memcg)
+
+        perf = cfg.transport == "perf"
+        extra = [f"-DCT_RB_PAGES={ringbuf_pages(cfg.ringbuf_mb)}"]
+        if scope_kind == "system":
+            extra.append("-DCT_SCOPE_ALL=1")
+        self._bpf = self._compile(chosen, extra, perf)
+        if self._bpf is None and cfg.transport == "auto":
+            perf = True
+            self._bpf = self._compile(chosen, extra, perf)
+        if self._bpf is None:
+            raise ChargetraceError(f"the recorder's BPF program does not load: {self._compile_error}")
+        for v in chosen:
+            if v.attach:
+                with capture_stderr() as lines:
+                    try:
+                        attach_kprobes(self._bpf, bcc, v)
+                    except Exception as exc:
+                        raise ChargetraceError(f"{v.probe}: attach failed after a good trial ({exc})") from None
+        for mid in memcgs:
+            self._bpf["scope_memcg"][ctypes.c_ulonglong(mid)] = ctypes.c_ubyte(1)
+        for tgid in tgids:
+            self._bpf["scope_tgid"][ctypes.c_uint(tgid)] = ctypes.c_ubyte(1)
+        self._transport = Transport(self._bpf, perf=perf)
+
+        transport = "perf buffer (wakeup_events=64)" if perf else f"ring buffer {cfg.ringbuf_mb:g} MiB"
+        self.meta = TraceMeta(
+            recorder=f"chargetrace {VERSION} record",
+            kernel_release=kernel.release,
+            host=socket.gethostname(),
+            era=era,
+            probes=[c.as_meta() for c in choices],
+            started_at=_now_iso(),
+            scope=scope,
+            page_size=os.sysconf("SC_PAGE_SIZE"),
+            ncpus=kernel.ncpus,
+            provenance={
+                "command": " ".join(cfg.argv) if cfg.argv else "",
+                "transport": transport,
+                "headers": kernel.headers.kind,
+                "bcc": getattr(bcc, "__version__", ""),
+                "date": datetime.now(timezone.utc).date().isoformat(),
+            },
+        )
+        self._writer = TraceWriter(cfg.output, self.meta)
+        self._sample_usage()
+        if scope_kind == "command":
+            self._spawn()
+
+    _compile_error = ""
+
+    def _compile(self, chosen: list[Any], extra: list[str], perf: bool) -> Any:
+        flags = compile_cflags(self._kernel, chosen, extra + (["-DCT_PERF=1"] if perf else []))
+        with capture_stderr() as lines:
+            try:
+                return self._bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags)
+            except Exception as exc:
+                err = exc
+        self._compile_error = next((ln for ln in lines if "error" in ln), str(err).splitlines()[0])
+        return None
+
+    def _spawn(self) -> None:
+        """Start the command stopped on a pipe, move it into the scope memcg
+        and the tgid set, then let it exec. The trampoline shell does almost
+        nothing after the move, so the scope sees the command from its exec."""
+        assert self._cgroup is not None
+        r, w = os.pipe()
+        trampoline = 'read _ <&3; exec "$@" 3<&-'
+        try:
+            self._proc = subprocess.Popen(["/bin/sh", "-c", trampoline, "sh", *self.config.command], pass_fds=(r,))
+        except OSError as exc:
+            os.close(w)
+            raise ChargetraceError(f"{self.config.command[0]}: cannot start ({exc.strerror})") from None
+        finally:
+            os.close(r)
+        self._bpf["scope_tgid"][ctypes.c_uint(self._proc.pid)] = ctypes.c_ubyte(1)
+        self._cgroup.add_pid(self._proc.pid)
+        os.write(w, b"\n")
+        os.close(w)
+
+    # -- main loop ---------------------------------------------------------
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask :meth:`run` to finish (safe from a signal handler)."""
+        if not self._stop_reason:
+            self._stop_reason = reason
+
+    def run(self) -> RecordResult:
+        cfg = self.config
+        handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, lambda s, f: self.stop(signal.Signals(s).name))
+        try:
+            start = time.monotonic()
+            next_status = start + 0.5
+            poll = cfg.poll_ms / 1000.0
+            while not self._stop_reason:
+                time.sleep(poll)
+                self._pump()
+                now = time.monotonic()
+                if cfg.status and now >= next_status:
+                    self._status(now - start)
+                    next_status = now + (0.5 if self.stream.isatty() else 5.0)
+                if cfg.duration is not None and now - start >= cfg.duration:
+                    self.stop("duration")
+                if self._proc is not None and self._proc.poll() is not None:
+                    self.stop("command exited")
+                if cfg.pid is not None and not Path(f"/proc/{cfg.pid}").exists():
+                    self.stop("process exited")
+        finally:
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+        self._finish()
+        assert self._writer is not None
+        return RecordResult(self._writer.target, self.events, int(self.meta.drops["total"]), self.exit_status, self.meta)
+
+    def _pump(self, force: bool = False) -> None:
+        assert self._transport is not None and self._writer is not None
+        self._transport.poll()
+        now = time.monotonic()
+        pending = (self._transport.events_seen - self.events)
+        if force or pending * 104 >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
+            raw = self._transport.drain()
+            if raw:
+                cols = decode(raw, self._probe_names, self._tables)
+                self._writer.append_columns(cols)
+                self.events += len(raw) // 104
+            self._last_decode = now
+        windows = self._transport.drops()
+        if windows:
+            total = self.meta.drops.get("total", 0)
+            for w in windows:
+                total += w.count
+                key = str(w.cpu)
+                self._drops_per_cpu[key] = self._drops_per_cpu.get(key, 0) + w.count
+            self.meta.drops = {"total": total, "per_cpu": dict(self._drops_per_cpu)}
+            self._writer.append_columns({
+                "ts_ns": [w.ts_ns for w in windows],
+                "cpu": [w.cpu for w in windows],
+                "kind": ["lost"] * len(windows),
+                "probe": ["recorder"] * len(windows),
+                "value": [w.count for w in windows],
+                "span_ns": [w.span_ns for w in windows],
+                "pid": [os.getpid()] * len(windows),
+            })
+
+    def _status(self, elapsed: float) -> None:
+        assert self._writer is not None and self._transport is not None
+        rate = self._transport.events_seen / elapsed if elapsed > 0 else 0.0
+        size = self._writer.bytes_on_disk
+        line = (
+            f"chargetrace: {elapsed:6.1f}s  {self._transport.events_seen:>10,} events  {rate:>10,.0f}/s  "
+            f"drops {self.meta.drops['total']:,}  {size / 1e6:.1f} MB"
+        )
+        if self.stream.isatty():
+            self.stream.write("\r" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _sample_usage(self) -> None:
+        if self._cgroup is None or self._writer is None:
+            return
+        try:
+            value = self._cgroup.usage()
+        except (OSError, ValueError):
+            return
+        f = self._cgroup.usage_file
+        self._writer.append_columns({
+            "ts_ns": [time.monotonic_ns()],
+            "kind": ["usage"],
+            "probe": [f"sample:{f}"],
+            "memcg": [self.meta.scope.memcg],
+            "item": [f],
+            "value": [value],
+            "pid": [os.getpid()],
+        })
+
+    def _finish(self) -> None:
+        """Stop the command if needed, settle its memcg, drain everything."""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(2.0)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self.exit_status = self._proc.returncode
+            self.meta.scope.exited = True
+            # Late work of the exiting task (exit_mmap uncharges) and the
+            # per-CPU charge stock flush land shortly after wait() returns.
+            deadline = time.monotonic() + self.config.settle_wait
+            while time.monotonic() < deadline:
+                time.sleep(self.config.poll_ms / 1000.0)
+                self._pump()
+            self._sample_usage()
+            if self._cgroup is not None and self._created_cgroup:
+                self.meta.scope.settled = self._cgroup.settle()
+                time.sleep(self.config.poll_ms / 1000.0)
+                self._sample_usage()
+        elif self.config.pid is not None and not Path(f"/proc/{self.config.pid}").exists():
+            self.meta.scope.exited = True
+        else:
+            self._sample_usage()
+        self._pump(force=True)
+        self._pump(force=True)
+        self.meta.provenance["stopped_by"] = self._stop_reason
+
+    # -- teardown ----------------------------------------------------------
+    def _teardown(self, failed: bool) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._bpf is not None:
+            with capture_stderr():
+                self._bpf.cleanup()
+            self._bpf = None
+        if self._cgroup is not None and self._created_cgroup:
+            self._cgroup.remove()
+            self._created_cgroup = False
+        if self._writer is not None and not self._writer.closed:
+            self.meta.ended_at = _now_iso()
+            self._writer.close()
