@@ -44,7 +44,7 @@ from .catalogue import (
     item_tables,
 )
 from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid
-from .decode import decode
+from .decode import EVENT_SIZE, decode
 from .headers import ensure_tracefs, resolve_headers
 from .kernel import KernelInfo, detect_era
 from .transport import Transport, ringbuf_pages
@@ -259,7 +259,9 @@ class Recording:
         nothing after the move, so the scope sees the command from its exec."""
         assert self._cgroup is not None
         r, w = os.pipe()
-        trampoline = 'read _ <&3; exec "$@" 3<&-'
+        # sh waits on the pipe (fd r) for the go byte; if the recorder dies
+        # first, read fails and the command never runs unobserved.
+        trampoline = f'read _ <&{r} || exit 125; exec "$@" {r}<&-'
         try:
             self._proc = subprocess.Popen(["/bin/sh", "-c", trampoline, "sh", *self.config.command], pass_fds=(r,))
         except OSError as exc:
@@ -312,12 +314,12 @@ class Recording:
         self._transport.poll()
         now = time.monotonic()
         pending = (self._transport.events_seen - self.events)
-        if force or pending * 104 >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
+        if force or pending * EVENT_SIZE >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
             raw = self._transport.drain()
             if raw:
                 cols = decode(raw, self._probe_names, self._tables)
                 self._writer.append_columns(cols)
-                self.events += len(raw) // 104
+                self.events += len(raw) // EVENT_SIZE
             self._last_decode = now
         windows = self._transport.drops()
         if windows:
