@@ -402,20 +402,34 @@ def choose_probes(bcc: Any, kernel: KernelInfo, only: set[str] | None = None) ->
     return choices
 
 
+def _enum_names(values: dict[str, int], strip_mr: bool) -> dict[int, str]:
+    """value -> the best name: aliases such as NR_LRU_BASE (= NR_INACTIVE_ANON)
+    and sentinels (NR_VM_NODE_STAT_ITEMS, MR_TYPES, ...) lose to real items."""
+
+    def rank(name: str) -> int:
+        return 1 if name.endswith(("_BASE", "_ITEMS", "_TYPES")) or name.startswith("NR_VM_") else 0
+
+    out: dict[int, str] = {}
+    for name, value in values.items():
+        if strip_mr:
+            name = re.sub(r"^MR_", "", name).lower()
+        if value not in out or rank(name) < rank(out[value]):
+            out[value] = name
+    return out
+
+
 def item_tables(kernel: KernelInfo) -> dict[int, dict[int, str]]:
-    """Per probe id, numeric ``item`` -> name (BTF enums, fixed names)."""
+    """Per probe id, numeric ``item`` -> name (BTF enums, fixed names). For
+    several enums (memcg_stat_item extends node_stat_item) the first listed
+    wins for a value both define."""
     tables: dict[int, dict[int, str]] = {}
     for v in VARIANTS:
         table: dict[int, str] = {}
         for enum_name in v.item_enum:
             if kernel.btf is None or not kernel.btf.has_enum(enum_name):
                 continue
-            for name, value in kernel.btf.enum(enum_name).items():
-                if enum_name == "migrate_reason":
-                    name = re.sub(r"^MR_", "", name).lower()
-                # First declaration wins; the NR_*_ITEMS sentinels alias real items.
-                if name.endswith("_ITEMS") or name.startswith("NR_VM_"):
-                    continue
+            names = _enum_names(kernel.btf.enum(enum_name), enum_name == "migrate_reason")
+            for value, name in names.items():
                 table.setdefault(value, name)
         table.update(dict(v.item_names))
         if table:

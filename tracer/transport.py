@@ -29,7 +29,7 @@ _PAGE = 4096
 def ringbuf_pages(megabytes: float) -> int:
     """Pages for a ring of ``megabytes`` MiB, rounded up to a power of two
     (the kernel requires a power-of-two multiple of the page size)."""
-    pages = max(1, int(megabytes * 1024 * 1024) // _PAGE)
+    pages = max(1, -(-int(megabytes * 1024 * 1024) // _PAGE))
     return 1 << (pages - 1).bit_length()
 
 
