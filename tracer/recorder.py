@@ -121,6 +121,13 @@ def probe_table(events: set[str] | None = None) -> tuple[KernelInfo, list[Choice
     return kernel, choose_probes(bcc, kernel, events)
 
 
+def _die_with_parent() -> None:
+    # PR_SET_PDEATHSIG(SIGKILL): a recorder killed with SIGKILL must not leave
+    # the traced command running unobserved in a cgroup nobody removes.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 class Recording:
     """One recording session (see the module docstring)."""
 
@@ -145,15 +152,31 @@ class Recording:
 
     # -- setup -------------------------------------------------------------
     def __enter__(self) -> "Recording":
+        # Handlers first: a SIGINT during the (seconds long) probe trials must
+        # end the session cleanly too, not vanish inside libbcc or raise
+        # KeyboardInterrupt half-way through setup.
+        self._handlers = {
+            sig: signal.signal(sig, lambda s, f: self.stop(signal.Signals(s).name))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             self._start()
         except BaseException:
             self._teardown(failed=True)
+            self._restore_signals()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._teardown(failed=exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt))  # type: ignore[arg-type]
+        try:
+            self._teardown(failed=exc[0] is not None)
+        finally:
+            self._restore_signals()
+
+    def _restore_signals(self) -> None:
+        for sig, handler in getattr(self, "_handlers", {}).items():
+            signal.signal(sig, handler)
+        self._handlers = {}
 
     def _start(self) -> None:
         cfg = self.config
@@ -238,7 +261,7 @@ class Recording:
         )
         self._writer = TraceWriter(cfg.output, self.meta)
         self._sample_usage()
-        if scope_kind == "command":
+        if scope_kind == "command" and not self._stop_reason:
             self._spawn()
 
     _compile_error = ""
@@ -263,7 +286,9 @@ class Recording:
         # first, read fails and the command never runs unobserved.
         trampoline = f'read _ <&{r} || exit 125; exec "$@" {r}<&-'
         try:
-            self._proc = subprocess.Popen(["/bin/sh", "-c", trampoline, "sh", *self.config.command], pass_fds=(r,))
+            self._proc = subprocess.Popen(
+                ["/bin/sh", "-c", trampoline, "sh", *self.config.command], pass_fds=(r,), preexec_fn=_die_with_parent
+            )
         except OSError as exc:
             os.close(w)
             raise ChargetraceError(f"{self.config.command[0]}: cannot start ({exc.strerror})") from None
@@ -282,29 +307,22 @@ class Recording:
 
     def run(self) -> RecordResult:
         cfg = self.config
-        handlers = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda s, f: self.stop(signal.Signals(s).name))
-        try:
-            start = time.monotonic()
-            next_status = start + 0.5
-            poll = cfg.poll_ms / 1000.0
-            while not self._stop_reason:
-                time.sleep(poll)
-                self._pump()
-                now = time.monotonic()
-                if cfg.status and now >= next_status:
-                    self._status(now - start)
-                    next_status = now + (0.5 if self.stream.isatty() else 5.0)
-                if cfg.duration is not None and now - start >= cfg.duration:
-                    self.stop("duration")
-                if self._proc is not None and self._proc.poll() is not None:
-                    self.stop("command exited")
-                if cfg.pid is not None and not Path(f"/proc/{cfg.pid}").exists():
-                    self.stop("process exited")
-        finally:
-            for sig, h in handlers.items():
-                signal.signal(sig, h)
+        start = time.monotonic()
+        next_status = start + 0.5
+        poll = cfg.poll_ms / 1000.0
+        while not self._stop_reason:
+            time.sleep(poll)
+            self._pump()
+            now = time.monotonic()
+            if cfg.status and now >= next_status:
+                self._status(now - start)
+                next_status = now + (0.5 if self.stream.isatty() else 5.0)
+            if cfg.duration is not None and now - start >= cfg.duration:
+                self.stop("duration")
+            if self._proc is not None and self._proc.poll() is not None:
+                self.stop("command exited")
+            if cfg.pid is not None and not Path(f"/proc/{cfg.pid}").exists():
+                self.stop("process exited")
         self._finish()
         assert self._writer is not None
         return RecordResult(self._writer.target, self.events, int(self.meta.drops["total"]), self.exit_status, self.meta)

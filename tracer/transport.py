@@ -46,8 +46,15 @@ class DropWindow:
 class Transport:
     """Collects raw records from ``bpf["events"]`` into an arena."""
 
-    def __init__(self, bpf: Any, *, perf: bool, arena_events: int = 1 << 16, perf_pages: int = 256) -> None:
+    def __init__(self, bpf: Any, *, perf: bool, arena_events: int = 1 << 16, perf_pages: int = 256,
+                 budget: int = 1 << 16) -> None:
         self.bpf = bpf
+        # Records taken per poll() at most: libbpf's ring_buffer__consume()
+        # keeps going while the producer keeps producing, so a fault-heavy
+        # task could pin the recorder inside one consume call forever (seen
+        # here: no flush, no status, no signal handling).
+        self.budget = budget
+        self._round = 0
         self.perf = perf
         self._cap = arena_events * EVENT_SIZE
         self._arena = ctypes.create_string_buffer(self._cap)
@@ -77,14 +84,19 @@ class Transport:
 
     def _on_ring(self, _ctx: Any, data: int, size: int) -> int:
         self._store(data, size)
-        return 0
+        self._round += 1
+        # A negative return makes libbpf stop after this record (which it
+        # has already consumed: nothing is lost).
+        return -1 if self._round >= self.budget else 0
 
     def _on_perf(self, _cpu: int, data: int, size: int) -> None:
         # perf samples are padded to 8 bytes; our record is a multiple of 8.
         self._store(data, min(size, EVENT_SIZE))
 
     def poll(self) -> None:
-        """Consume everything available now, without blocking."""
+        """Consume what is available now (at most :attr:`budget` ring-buffer
+        records), without blocking."""
+        self._round = 0
         if self.perf:
             self.bpf.perf_buffer_consume()
         else:

@@ -9,9 +9,9 @@
  *
  * It first re-executes itself with ADDR_NO_RANDOMIZE: with ASLR the heap and
  * stack straddle page boundaries differently from run to run, which changes
- * the number of pages its startup charges by one or two. Without ASLR the
- * startup ("extra") charges are the same in every run, so a run with
- * NPAGES=0 measures them exactly.
+ * the number of pages its startup charges by one or two. Without ASLR its
+ * own startup charges are the same in every run (the recorder's trampoline
+ * shell, which runs before it, is still randomized).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -56,8 +56,12 @@ int main(int argc, char **argv)
 {
     int pers = personality(0xffffffff);
     if (pers != -1 && !(pers & ADDR_NO_RANDOMIZE) && !getenv("WORKLOAD_ASLR")) {
-        if (personality(pers | ADDR_NO_RANDOMIZE) != -1)
-            execv("/proc/self/exe", argv);
+        char self[4096];
+        ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (len > 0 && personality(pers | ADDR_NO_RANDOMIZE) != -1) {
+            self[len] = '\0';
+            execv(self, argv); /* by its own name, so comm stays "workload" */
+        }
     }
     long n = argc > 1 ? atol(argv[1]) : 0;
     long rounds = argc > 2 ? atol(argv[2]) : 1;
