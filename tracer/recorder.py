@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -238,9 +239,10 @@ class Recording:
             self._bpf["scope_memcg"][ctypes.c_ulonglong(mid)] = ctypes.c_ubyte(1)
         for tgid in tgids:
             self._bpf["scope_tgid"][ctypes.c_uint(tgid)] = ctypes.c_ubyte(1)
-        self._transport = Transport(self._bpf, perf=perf)
+        # The perf fallback gets the same total memory, split per CPU.
+        self._transport = Transport(self._bpf, perf=perf, perf_pages=ringbuf_pages(cfg.ringbuf_mb / kernel.ncpus))
 
-        transport = "perf buffer (wakeup_events=64)" if perf else f"ring buffer {cfg.ringbuf_mb:g} MiB"
+        transport = f"perf buffer {cfg.ringbuf_mb / kernel.ncpus:g} MiB/CPU (wakeup_events=64)" if perf else f"ring buffer {cfg.ringbuf_mb:g} MiB"
         self.meta = TraceMeta(
             recorder=f"chargetrace {VERSION} record",
             kernel_release=kernel.release,
@@ -277,27 +279,39 @@ class Recording:
         return None
 
     def _spawn(self) -> None:
-        """Start the command stopped on a pipe, move it into the scope memcg
+        """Start the command stopped on a FIFO, move it into the scope memcg
         and the tgid set, then let it exec. The trampoline shell does almost
-        nothing after the move, so the scope sees the command from its exec."""
+        nothing after the move, so the scope sees the command from its exec.
+        (A FIFO rather than an inherited pipe: dash cannot redirect fds >= 10
+        and the recorder holds many BPF fds; nothing leaks into the command.)"""
         assert self._cgroup is not None
-        r, w = os.pipe()
-        # sh waits on the pipe (fd r) for the go byte; if the recorder dies
-        # first, read fails and the command never runs unobserved.
-        trampoline = f'read _ <&{r} || exit 125; exec "$@" {r}<&-'
+        tmpdir = tempfile.mkdtemp(prefix="chargetrace-")
+        fifo = os.path.join(tmpdir, "go")
+        os.mkfifo(fifo, 0o600)
+        trampoline = 'f=$1; shift; read _ < "$f" || exit 125; exec "$@"'
         try:
-            self._proc = subprocess.Popen(
-                ["/bin/sh", "-c", trampoline, "sh", *self.config.command], pass_fds=(r,), preexec_fn=_die_with_parent
-            )
-        except OSError as exc:
-            os.close(w)
-            raise ChargetraceError(f"{self.config.command[0]}: cannot start ({exc.strerror})") from None
+            try:
+                self._proc = subprocess.Popen(
+                    ["/bin/sh", "-c", trampoline, "sh", fifo, *self.config.command],
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                raise ChargetraceError(f"{self.config.command[0]}: cannot start ({exc.strerror})") from None
+            self._bpf["scope_tgid"][ctypes.c_uint(self._proc.pid)] = ctypes.c_ubyte(1)
+            self._cgroup.add_pid(self._proc.pid)
+            # Opening for write succeeds once the shell has opened for read.
+            while True:
+                try:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                    break
+                except OSError:
+                    if self._proc.poll() is not None:
+                        return
+                    time.sleep(0.001)
+            os.write(fd, b"\n")
+            os.close(fd)
         finally:
-            os.close(r)
-        self._bpf["scope_tgid"][ctypes.c_uint(self._proc.pid)] = ctypes.c_ubyte(1)
-        self._cgroup.add_pid(self._proc.pid)
-        os.write(w, b"\n")
-        os.close(w)
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
     # -- main loop ---------------------------------------------------------
     def stop(self, reason: str = "stopped") -> None:

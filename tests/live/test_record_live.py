@@ -183,3 +183,16 @@ def test_non_root_is_one_line_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "root" in proc.stderr
+
+
+def test_perf_buffer_fallback_delivers_the_same(tmp_path: Path, workload: Path) -> None:
+    run = record(tmp_path, "--transport", "perf", "--", str(workload), str(N))
+    assert run.returncode == 0, run.stderr
+    t = read_trace(run.trace)
+    df = t.table.to_pandas()
+    assert t.meta.provenance["transport"].startswith("perf buffer")
+    assert t.meta.drops["total"] == 0
+    assert len(_buffer_faults(df, run.workload)) == N
+    buffer_charges, _extras = _classify_charges(df, run.workload)
+    assert buffer_charges == N
+    assert _stat(df, "PGPGOUT") == _stat(df, "PGPGIN")
