@@ -151,3 +151,5 @@ def mutate(trace: Path, out: Path) -> None:
         click.echo(f"injected {m['fault']} #{m['n']} at input seq {m['input_seq']} "
                    f"(folio {m['folio']:#x}, memcg {m['memcg']}): expect {m['expect']}")
     click.echo(f"wrote {out} ({table.num_rows} events)")
+if __name__ == "__main__":
+    main()

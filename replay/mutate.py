@@ -66,9 +66,9 @@ def _eligible(fault: str, rows: list[dict], device_uncharges: set[int]) -> tuple
     if fault in ("drop-uncharge", "duplicate-uncharge"):
         hits = [i for i, r in enumerate(rows) if r["kind"] == "uncharge" and r["memcg"] and i not in device_uncharges]
         if hits:
-            # A dropped uncharge shows as a second charge when the folio is reused
-            # (R1), or as a leak at the end (R10).
-            return hits, "R1 or R10" if fault == "drop-uncharge" else "R3"
+            # A dropped uncharge shows when the folio is reused: charged again (R1)
+            # or as a migration destination (R4); else as a leak at the end (R10).
+            return hits, "R1, R4 or R10" if fault == "drop-uncharge" else "R3"
         if fault == "drop-uncharge":
             return [i for i, r in enumerate(rows) if r["kind"] == "memcg_stat" and r["item"] == "PGPGOUT"], "R3.pgpg"
         return [], "R3"

@@ -4,7 +4,7 @@ never changes the owning memcg."""
 from __future__ import annotations
 
 from ..automaton import Rule
-from ..eras import FORCE, TRANSFER
+from ..eras import FORCE
 from ..events import Event
 from ..findings import CANDIDATE, VIOLATION
 from .uncharge import Conservation
@@ -28,11 +28,14 @@ class MigrationPerEra(Rule):
         if not ev.memcg:
             return  # the kernel returns early (and WARNs) for an uncharged old folio
         new = self.model.folios.get(ev.folio_new)
-        if self.ctx.era.migrate == TRANSFER and new is not None and new.memcg:
+        if new is not None and new.memcg:
+            # A migration destination is freshly allocated: >= 6.7 commit_charge()
+            # asserts it is uncharged; <= 6.6 silently skips it (its stale charge
+            # was never uncharged when it was last freed).
             self.report(
                 ev, ev.folio_new, new.memcg,
-                f"transfer into a destination already charged to memcg {new.memcg} since seq {new.seq} "
-                f"(commit_charge needs an uncharged folio)",
+                f"migration into a destination still charged to memcg {new.memcg} since seq {new.seq} "
+                f"({new.via}); its last free did not uncharge it",
                 since_ts_ns=new.ts_ns, related=[new.seq],
             )
         if not ev.memcg_new and (new is None or not new.memcg):
