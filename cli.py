@@ -151,5 +151,19 @@ def mutate(trace: Path, out: Path) -> None:
         click.echo(f"injected {m['fault']} #{m['n']} at input seq {m['input_seq']} "
                    f"(folio {m['folio']:#x}, memcg {m['memcg']}): expect {m['expect']}")
     click.echo(f"wrote {out} ({table.num_rows} events)")
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@user_errors
+def anonymize(trace: Path, out: Path) -> None:
+    """Write OUT: TRACE with kernel pointers replaced by stable opaque ids."""
+    from chargetrace.traces.anonymize import anonymize as run_anonymize
+
+    table, meta = run_anonymize(read_trace(trace))
+    write_table(table, out, meta)
+    click.echo(f"wrote {out} ({table.num_rows} events, folio ids anonymized)")
+
+
 if __name__ == "__main__":
     main()
