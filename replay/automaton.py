@@ -58,14 +58,17 @@ class Rule:
     """One named rule of kernel-facts §6.
 
     Subclasses set ``id``, ``title``, ``source`` (the kernel commit or file
-    whose behaviour the rule encodes) and ``handles`` (the event kinds they
-    need); for each kind K in ``handles`` they define ``on_K(ev)``.
+    whose behaviour the rule encodes), ``handles`` (the event kinds they are
+    fed) and ``needs`` (the probes without which they cannot judge); for each
+    kind K in ``handles`` they define ``on_K(ev)``.
     """
 
     id: ClassVar[str]
     title: ClassVar[str]
     source: ClassVar[str]
     handles: ClassVar[tuple[str, ...]] = ()
+    #: Logical events (recorder probes) the rule needs attached to judge anything.
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx
@@ -74,7 +77,7 @@ class Rule:
 
     def applies(self) -> bool:
         """Whether the trace holds what this rule needs (probes attached)."""
-        return True
+        return all(self.ctx.attached(event) for event in self.needs)
 
     def finish(self) -> None:
         """End of trace: report what is still open."""

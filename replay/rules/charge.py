@@ -15,9 +15,7 @@ class OneLiveCharge(Rule):
     # (mm/memcontrol.c, all eras).
     source = "mm/memcontrol.c commit_charge()"
     handles = ("charge",)
-
-    def applies(self) -> bool:
-        return self.ctx.attached("charge")
+    needs = ("charge",)
 
     def on_charge(self, ev: Event) -> None:
         if ev.ret != 0:
@@ -42,9 +40,7 @@ class FailedChargeNoEffect(Rule):
     # try_charge_memcg() failing returns before commit_charge() (mm/memcontrol.c).
     source = "mm/memcontrol.c charge_memcg()"
     handles = ("charge",)
-
-    def applies(self) -> bool:
-        return self.ctx.attached("charge")
+    needs = ("charge",)
 
     def on_charge(self, ev: Event) -> None:
         if ev.ret == 0:

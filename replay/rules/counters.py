@@ -21,6 +21,8 @@ __all__ = ["PgpgBalance", "AnonMappedNetsZero"]
 class _NetCounter(Rule):
     """Shared shape: a signed running sum per memcg over some counter items."""
 
+    handles = ("memcg_stat",)
+    needs = ("memcg_stat",)
     signs: dict[str, int] = {}
     what = ""
 
@@ -28,9 +30,6 @@ class _NetCounter(Rule):
         super().__init__(ctx)
         self.running: Counter = Counter()
         self.underflowed: set[int] = set()
-
-    def applies(self) -> bool:
-        return self.ctx.attached("memcg_stat")
 
     def on_memcg_stat(self, ev: Event) -> None:
         sign = self.signs.get(ev.item)
@@ -62,7 +61,6 @@ class PgpgBalance(_NetCounter):
     id = "R3.pgpg"
     title = "counters: sum of PGPGIN pages = sum of PGPGOUT pages once the memcg's tasks exited"
     source = "mm/memcontrol-v1.c memcg1_commit_charge(), memcg1_uncharge_batch()"
-    handles = ("memcg_stat",)
     signs = {"PGPGIN": 1, "PGPGOUT": -1}
     what = "PGPGIN - PGPGOUT"
 
@@ -71,6 +69,5 @@ class AnonMappedNetsZero(_NetCounter):
     id = "R13.anon"
     title = "counters: NR_ANON_MAPPED nets to 0 once the memcg's tasks exited"
     source = "mm/rmap.c folio_add_new_anon_rmap(), folio_remove_rmap_*()"
-    handles = ("memcg_stat",)
     signs = {"NR_ANON_MAPPED": 1}
     what = "NR_ANON_MAPPED"

@@ -29,9 +29,7 @@ class DeviceFreeUnchargesOnce(Rule):
     # first (mm/memremap.c, 5.18+); c733a82874a7 "mm/memcontrol: support MEMORY_DEVICE_PRIVATE".
     source = "c733a82874a7; mm/memremap.c free_zone_device_page()"
     handles = _IN_CALL_KINDS
-
-    def applies(self) -> bool:
-        return self.ctx.attached("device_free")
+    needs = ("device_free",)
 
     def _check_pending(self, ev: Event) -> None:
         pending = self.model.pending_free.get(ev.tid)
@@ -73,9 +71,7 @@ class DeviceFreeRefcount(Rule):
     # freed at 0, not 1; ef233450898f (6.1): free pages stay at 0.
     source = "27674ef6c73f; ef233450898f"
     handles = ("device_free",)
-
-    def applies(self) -> bool:
-        return self.ctx.attached("device_free")
+    needs = ("device_free",)
 
     def on_device_free(self, ev: Event) -> None:
         if ev.value < 0:
@@ -98,9 +94,7 @@ class DeviceChargeOnlyByInsertion(Rule):
     # copy_nonpresent_pte() in mm/memory.c).
     source = "mm/migrate_device.c migrate_vma_insert_page(); mm/memory.c copy_nonpresent_pte()"
     handles = ("charge",)
-
-    def applies(self) -> bool:
-        return self.ctx.attached("charge") and self.ctx.attached("migrate_pages")
+    needs = ("charge", "migrate_pages")
 
     def on_charge(self, ev: Event) -> None:
         if ev.ret != 0 or ev.folio not in self.model.device_folios:
@@ -118,9 +112,7 @@ class ForkSharesDeviceFolios(Rule):
     # no charge (mm/memory.c); a COW write first migrates it back (migrate_to_ram).
     source = "mm/memory.c copy_nonpresent_pte()"
     handles = ("fork", "charge")
-
-    def applies(self) -> bool:
-        return self.ctx.attached("charge") and self.ctx.attached("fork")
+    needs = ("charge", "fork")
 
     def on_fork(self, ev: Event) -> None:
         self.checked += 1

@@ -17,9 +17,7 @@ class MigrateBackNeverFails(Rule):
     # above memory cgroup limit"; the charge moves with mem_cgroup_migrate().
     source = "Documentation/mm/hmm.rst; mm/memory.c do_swap_page()"
     handles = ("charge", "device_fault_done")
-
-    def applies(self) -> bool:
-        return self.ctx.attached("device_fault")
+    needs = ("device_fault",)
 
     def on_charge(self, ev: Event) -> None:
         window = self.model.fault_windows.get(ev.tid)

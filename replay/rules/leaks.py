@@ -15,9 +15,7 @@ class ReleasedAtExit(Rule):
     # zap_nonpresent_ptes() in mm/memory.c); the last put uncharges.
     source = "mm/mmap.c exit_mmap(); mm/memory.c zap_nonpresent_ptes()"
     handles = ()
-
-    def applies(self) -> bool:
-        return self.ctx.attached("charge") and self.ctx.attached("uncharge")
+    needs = ("charge", "uncharge")
 
     def finish(self) -> None:
         model = self.model

@@ -19,9 +19,7 @@ class MigrationPerEra(Rule):
     # >= 6.7: 85ce2c517ade "memcontrol: only transfer the memcg data for migration".
     source = "85ce2c517ade; mm/memcontrol.c mem_cgroup_migrate()"
     handles = ("transfer", "migrate_pages")
-
-    def applies(self) -> bool:
-        return self.ctx.attached("transfer")
+    needs = ("transfer",)
 
     def on_transfer(self, ev: Event) -> None:
         self.checked += 1
@@ -86,9 +84,7 @@ class MigrationKeepsMemcg(Rule):
     # Documentation/mm/hmm.rst "Memory cgroup (memcg) and rss accounting".
     source = "Documentation/mm/hmm.rst; mm/memcontrol.c mem_cgroup_migrate()"
     handles = ("transfer", "replace")
-
-    def applies(self) -> bool:
-        return self.ctx.attached("transfer")
+    needs = ("transfer",)
 
     def on_transfer(self, ev: Event) -> None:
         if not ev.memcg:

@@ -21,9 +21,7 @@ class Conservation(Rule):
     # uncharge_folio() + uncharge_batch() release nr pages (mm/memcontrol.c).
     source = "mm/memcontrol.c __mem_cgroup_uncharge()"
     handles = ("uncharge",)
-
-    def applies(self) -> bool:
-        return self.ctx.attached("uncharge")
+    needs = ("uncharge",)
 
     def on_uncharge(self, ev: Event) -> None:
         self.checked += 1
