@@ -99,7 +99,10 @@ def render_report(console: Console, report: Report, trace: Trace, *, context: in
         console.print(f"lost events: {report.lost_events} in {report.lost_windows} window(s)")
     for note in report.notes:
         console.print(f"note: {note}")
-    console.print(_memcg_table(report))
+    if report.memcgs:
+        console.print(_memcg_table(report))
+    else:
+        console.print("no memcg activity in this trace")
     console.print(_rules_table(report))
     for title, findings in (("violations", report.violations), ("inconclusive (events were lost around them)",
                                                                  report.inconclusive)):
