@@ -153,13 +153,18 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
         RuleRow(r.id, r.title, r.source, r.checked, by_rule.get(r.id, 0), r in automaton.active)
         for r in automaton.rules
     ]
+    lost = sum(w.count for w in windows)
+    notes = []
     if violations:
         verdict = VIOLATIONS
-    elif inconclusive:
+    elif inconclusive or lost:
+        # Lost events can hide a whole charge/uncharge pair: without them no
+        # trace can be proven balanced.
         verdict = INCONCLUSIVE
+        if not inconclusive:
+            notes.append(f"{lost} event(s) were lost: no imbalance was found, but balance cannot be proven")
     else:
         verdict = BALANCED
-    notes = []
     if trace.meta.synthetic:
         notes.append("synthetic trace: generated, not recorded on a kernel")
     if not any(r.checked for r in rules):
@@ -176,7 +181,7 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
         memcgs=_memcg_rows(automaton),
         rules=rules,
         kinds=kind_counts(trace.table),
-        lost_events=sum(w.count for w in windows),
+        lost_events=lost,
         lost_windows=len(windows),
         synthetic=bool(trace.meta.synthetic),
         notes=notes,
