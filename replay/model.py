@@ -58,6 +58,10 @@ class MemcgLedger:
     #: live = charges seen in the trace and still held. Never clamped: a
     #: negative value is an underflow the report shows.
     live: int = 0
+    #: Pages charged as parts of split large folios that have not been seen as
+    #: folios of their own yet: the split copies memcg_data to every new folio
+    #: (split_page_memcg(), mm/memcontrol.c) without a charge event.
+    split_tails: int = 0
     counters: Counter = field(default_factory=Counter)  # memcg_stat item -> sum
     usage: list[tuple[int, int, str, int]] = field(default_factory=list)  # (seq, ts, item, bytes)
     first_seq: int = -1
@@ -118,6 +122,18 @@ class Model:
         if handler is not None:
             handler(self, ev)
 
+    def split_credit(self, memcg: int, nr: int) -> bool:
+        """Whether an unknown folio of ``nr`` pages charged to ``memcg`` can be
+        a part of a large folio split in the trace (the model then knows it)."""
+        led = self.memcgs.get(memcg)
+        return led is not None and led.split_tails >= nr
+
+    def _take_split_credit(self, memcg: int, nr: int, seq: int) -> bool:
+        if not self.split_credit(memcg, nr):
+            return False
+        self._touch(memcg, seq).split_tails -= nr
+        return True
+
     def _touch(self, memcg: int, seq: int) -> MemcgLedger:
         led = self.ledger(memcg)
         if led.first_seq < 0:
@@ -155,7 +171,10 @@ class Model:
             self._drop_charge(prior, ev.seq)
         elif ev.memcg:
             led = self._touch(ev.memcg, ev.seq)
-            if prior is None:
+            if prior is None and self._take_split_credit(ev.memcg, nr, ev.seq):
+                led.live -= nr  # a part of a large folio split in the trace
+                led.uncharged += nr
+            elif prior is None:
                 led.pre_trace_uncharged += nr  # charged before the trace began
             else:
                 led.live -= nr  # uncharged twice: rules report it; never clamp
@@ -173,7 +192,10 @@ class Model:
             return  # the kernel returns early when old is not charged
         old = self.folios.get(ev.folio)
         nr = ev.nr_pages or (old.nr if old else 1)
-        in_trace = old.in_trace if (old is not None and old.memcg) else False
+        if old is not None and old.memcg:
+            in_trace = old.in_trace
+        else:
+            in_trace = old is None and self._take_split_credit(ev.memcg, nr, ev.seq)
         target = ev.memcg_new or ev.memcg
         if old is not None and old.memcg:
             if old.memcg != target:  # R5 reported it; follow the kernel
@@ -202,8 +224,9 @@ class Model:
         led.force_charged += nr
         led.live += nr
         if old is None:
+            split_part = bool(ev.memcg) and self._take_split_credit(ev.memcg, nr, ev.seq)
             old = self.folios[ev.folio] = FolioState(
-                ev.memcg, nr, VIA_PRE_TRACE, ev.seq, ev.ts_ns, ev.pid, in_trace=False
+                ev.memcg, nr, VIA_PRE_TRACE, ev.seq, ev.ts_ns, ev.pid, in_trace=split_part
             )
         if old.memcg:
             old.migrated_seq = ev.seq
@@ -229,6 +252,16 @@ class Model:
         elif state is None:
             self._touch(free.memcg, free.seq).pre_trace_uncharged += free.nr_pages or 1
         self.folios[free.folio] = FolioState(0, free.nr_pages or 1, VIA_UNCHARGE, free.seq, free.ts_ns, free.pid)
+
+    def _apply_split(self, ev: Event) -> None:
+        """A large folio of ``nr_pages`` split into folios of ``value`` pages."""
+        state = self.folios.get(ev.folio)
+        piece = ev.value if ev.value > 0 else 1
+        if state is None or not state.memcg or piece >= state.nr:
+            return
+        if state.in_trace:
+            self._touch(state.memcg, ev.seq).split_tails += state.nr - piece
+        state.nr = piece
 
     def _apply_memcg_stat(self, ev: Event) -> None:
         self._touch(ev.memcg, ev.seq).counters[ev.item] += ev.value
@@ -271,6 +304,7 @@ _NOT_IN_CALL = frozenset({"memcg_stat", "usage", "lost", "page_migration"})
 
 _APPLY = {
     "device_free": Model._apply_device_free,
+    "split": Model._apply_split,
     "charge": Model._apply_charge,
     "uncharge": Model._apply_uncharge,
     "transfer": Model._apply_transfer,

@@ -308,3 +308,16 @@ def test_lost_events_without_findings_still_make_the_verdict_inconclusive(replay
     report = replay_rows(rows_of(charge(), ("lost", {"value": 2, "span_ns": 100}), uncharge()))
     assert report.violations == [] and report.inconclusive == []
     assert report.verdict == "inconclusive" and any("balance cannot be proven" in n for n in report.notes)
+
+
+def test_split_large_folio_parts_are_known_charges(replay_rows):
+    head, tail = 0x100000, 0x100040
+    big = ("charge", {"folio": head, "memcg": MEMCG, "nr_pages": 4, "ret": 0})
+    split = ("split", {"folio": head, "memcg": MEMCG, "nr_pages": 4, "value": 1})
+    rows = rows_of(big, split, uncharge(head), uncharge(tail), uncharge(tail + 64), uncharge(tail + 128))
+    report = replay_rows(rows, meta_for(closed=True))
+    assert report.verdict == "balanced" and report.memcgs[0].live == 0
+    leaked = rows_of(big, split, uncharge(head), uncharge(tail))
+    assert rules_of(replay_rows(leaked, meta_for(closed=True))) == ["R10"]
+    # without the split event the parts look like charges the trace never made
+    assert "R3" in rules_of(replay_rows(rows_of(big, uncharge(tail)), meta_for(fresh=True)))

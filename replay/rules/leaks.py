@@ -35,3 +35,12 @@ class ReleasedAtExit(Rule):
                 f"{state.seq} by pid {state.pid}); {why}",
                 since_ts_ns=state.ts_ns, related=[state.seq], kind=kind,
             )
+        for memcg, led in model.memcgs.items():
+            if led.split_tails and self.ctx.closed(memcg):
+                self.checked += 1
+                self.report(
+                    self.end_point(), 0, memcg,
+                    f"{led.split_tails} page(s) of large folios split in the trace are still charged to "
+                    f"memcg {memcg} at the end; its tasks exited and it was drained",
+                    since_ts_ns=model.first_ts,
+                )

@@ -47,6 +47,8 @@ class Conservation(Rule):
         """The kernel holds a charge the trace never made, in a memcg observed
         from its creation (where no charge predates the trace)."""
         ctx = rule.ctx
+        if rule.model.split_credit(memcg, ev.nr_pages or 1):
+            return  # a part of a large folio split in the trace
         if ctx.observed_from_creation(memcg) and ctx.attached("charge") and ctx.attached("transfer"):
             rule.report(
                 ev, folio, memcg,
