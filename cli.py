@@ -1,35 +1,168 @@
-"""chargetrace command line: ``record``, ``probes`` (tracer) and the lead's
-``replay``, ``info``, ``mutate``. Every :class:`ChargetraceError` is printed
-as one line and exits 2."""
+"""chargetrace command line: parse, call, print.
+
+Exit codes: 0 balanced (or success), 1 violations, 2 bad input or usage,
+3 inconclusive (events were lost where a finding depends on them).
+"""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
+from rich.console import Console
 
-from chargetrace.traces import ChargetraceError
+from chargetrace.traces import ChargetraceError, read_trace, write_table
+
+EXIT_BAD_INPUT = 2
 
 
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+def _console(stderr: bool = False) -> Console:
+    """A console that is wide enough for the tables when output is not a terminal."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=160)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"chargetrace: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def user_errors(func):
+    """Turn every failure into one line on stderr and exit 2 (traceback with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
         try:
-            return fn(*args, **kwargs)
+            return func(*args, **kwargs)
         except ChargetraceError as exc:
-            click.echo(f"chargetrace: {exc}", err=True)
-            sys.exit(2)
+            if debug:
+                raise
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+        except BrokenPipeError:
+            # The reader of our output went away (e.g. `| head`): not an error of ours.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
+            if debug:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
     return wrapper
 
 
-@click.group()
-def main() -> None:
-    """Record, store and replay memory-cgroup charge events."""
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="chargetrace")
+def main(debug: bool) -> None:
+    """Record, store and replay memory-cgroup charge events; report where charges do not balance."""
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--era", type=click.Choice(["4.14-5.17", "5.18-6.6", "6.7+"]), default=None,
+              help="Accounting era profile (default: from the trace's metadata).")
+@click.option("--context", default=2, show_default=True, help="Events shown around each violation.")
+@click.option("--limit", default=20, show_default=True, help="Violations printed in full.")
+@user_errors
+def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int) -> None:
+    """Replay TRACE against the reference accounting model.
+
+    Exit 0 balanced, 1 violations, 3 inconclusive, 2 bad input.
+    """
+    from chargetrace.replay import ReplayConfig
+    from chargetrace.replay import replay as run_replay
+    from chargetrace.replay.render import render_report
+
+    loaded = read_trace(trace)
+    err = Console(stderr=True)
+    if as_json or not err.is_terminal or loaded.num_events < 200_000:
+        report = run_replay(loaded, ReplayConfig(era=era))
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("replaying", total=loaded.num_events)
+            report = run_replay(loaded, ReplayConfig(era=era, progress=lambda n: progress.advance(task, n)))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        render_report(_console(), report, loaded, context=context, limit=limit)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@user_errors
+def info(trace: Path, as_json: bool) -> None:
+    """Print TRACE's metadata, event counts by kind and probe, and drops."""
+    from chargetrace.replay.render import describe, render_info
+
+    summary = describe(read_trace(trace))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        render_info(_console(), summary)
+
+
+def _fault_options(func):
+    from chargetrace.replay.mutate import FAULTS
+
+    for fault in reversed(FAULTS):
+        func = click.option(f"--{fault}", f"fault_{fault.replace('-', '_')}", multiple=True, type=int,
+                            callback=functools.partial(_collect_fault, fault), expose_value=False,
+                            metavar="N", help=f"Inject '{fault}' at the N-th eligible event.")(func)
+    return func
+
+
+def _collect_fault(fault, ctx, param, values):
+    ctx.ensure_object(list).extend((fault, n) for n in values)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@_fault_options
+@user_errors
+def mutate(trace: Path, out: Path) -> None:
+    """Write OUT: TRACE with accounting faults injected (to check the checker)."""
+    from chargetrace.replay.mutate import Mutation
+    from chargetrace.replay.mutate import mutate as run_mutate
+
+    faults = click.get_current_context().obj or []
+    loaded = read_trace(trace)
+    table, meta = run_mutate(loaded, [Mutation(f, n) for f, n in faults])
+    write_table(table, out, meta)
+    for m in meta.mutations[-len(faults):]:
+        click.echo(f"injected {m['fault']} #{m['n']} at input seq {m['input_seq']} "
+                   f"(folio {m['folio']:#x}, memcg {m['memcg']}): expect {m['expect']}")
+    click.echo(f"wrote {out} ({table.num_rows} events)")
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@user_errors
+def anonymize(trace: Path, out: Path) -> None:
+    """Write OUT: TRACE with kernel pointers replaced by stable opaque ids."""
+    from chargetrace.traces.anonymize import anonymize as run_anonymize
+
+    table, meta = run_anonymize(read_trace(trace))
+    write_table(table, out, meta)
+    click.echo(f"wrote {out} ({table.num_rows} events, folio ids anonymized)")
 
 
 # ==== tracer commands (owner: tracer branch) ================================
@@ -47,7 +180,7 @@ def main() -> None:
 @click.option("--events", default=None, help="Comma-separated logical events to record (default: all).")
 @click.option("--quiet", is_flag=True, help="No status line.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@_one_line_errors
+@user_errors
 def record(output: Path, pid: int | None, cgroup: str | None, duration: float | None, ringbuf_mb: float,
            transport: str, events: str | None, quiet: bool, command: tuple[str, ...]) -> None:
     """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide."""
@@ -72,7 +205,7 @@ def record(output: Path, pid: int | None, cgroup: str | None, duration: float | 
 
 
 @main.command()
-@_one_line_errors
+@user_errors
 def probes() -> None:
     """Show, per logical event, the probe that attaches on this kernel or why none does."""
     from chargetrace.tracer.kernel import detect_era

@@ -345,15 +345,17 @@ class Recording:
         assert self._transport is not None and self._writer is not None
         self._transport.poll()
         now = time.monotonic()
+        windows = self._transport.drops()
         pending = (self._transport.events_seen - self.events)
-        if force or pending * EVENT_SIZE >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
+        # Rows the recorder adds itself (lost, usage) must come after every
+        # event already delivered: decode first whenever one is due.
+        if force or windows or pending * EVENT_SIZE >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
             raw = self._transport.drain()
             if raw:
                 cols = decode(raw, self._probe_names, self._tables)
                 self._writer.append_columns(cols)
                 self.events += len(raw) // EVENT_SIZE
             self._last_decode = now
-        windows = self._transport.drops()
         if windows:
             total = self.meta.drops.get("total", 0)
             for w in windows:
@@ -388,6 +390,8 @@ class Recording:
     def _sample_usage(self) -> None:
         if self._cgroup is None or self._writer is None:
             return
+        if self._transport is not None:
+            self._pump(force=True)  # keep seq order = time order around the sample
         try:
             value = self._cgroup.usage()
         except (OSError, ValueError):
