@@ -106,6 +106,10 @@ def test_workload_exact_counts(tmp_path: Path, workload: Path) -> None:
     assert meta.started_at and meta.ended_at and meta.drops["total"] == 0
     assert (df.kind == "exit").sum() >= 1
 
+    # the recording replays as balanced through the real CLI
+    replay = subprocess.run(cli("replay", "--json", str(run.trace)), capture_output=True, text=True, timeout=300)
+    assert replay.returncode == 0, replay.stdout[-2000:] + replay.stderr
+
 
 def test_compaction_yields_page_migration(tmp_path: Path) -> None:
     run = record(tmp_path, "--events", "page_migration", "--", "sh", "-c", "echo 1 > /proc/sys/vm/compact_memory")
