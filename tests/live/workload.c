@@ -5,7 +5,8 @@
  * cgroup directory (= memcg id), and the address range it will write. Then
  * maps NPAGES anonymous pages with MADV_NOHUGEPAGE (one 4 KiB folio per
  * fault, so one charge each), writes one byte per page, unmaps, repeats
- * ROUNDS times (default 1), exits. No malloc after the report.
+ * ROUNDS times (default 1), prints the loop's duration, exits. No malloc
+ * after the report.
  *
  * It first re-executes itself with ADDR_NO_RANDOMIZE: with ASLR the heap and
  * stack straddle page boundaries differently from run to run, which changes
@@ -20,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static unsigned long memcg_ino(void)
@@ -75,6 +77,8 @@ int main(int argc, char **argv)
     printf("pid=%d memcg=%lu start=%#lx end=%#lx\n", getpid(), memcg_ino(), (unsigned long)buf,
            (unsigned long)buf + (unsigned long)n * page);
     fflush(stdout);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long r = 0; r < rounds; r++) {
         if (r > 0) {
             buf = mmap(buf, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
@@ -88,5 +92,8 @@ int main(int argc, char **argv)
             buf[i * page] = 1;
         munmap(buf, len);
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* Duration of the touch loop (for bench/record_overhead.py). */
+    printf("elapsed_ns=%lld\n", (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     return 0;
 }
