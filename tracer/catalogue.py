@@ -242,14 +242,6 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
 )
 
 
-def _number() -> tuple[Variant, ...]:
-    out = []
-    for event in CATALOGUE:
-        for v in event.variants:
-            out.append(v)
-    return tuple(out)
-
-
 # Assign probe ids: the variant's position + 1 (0 = no probe).
 _numbered: list[Variant] = []
 for _event in CATALOGUE:

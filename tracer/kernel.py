@@ -8,7 +8,7 @@ decision names the kernel commit that changed the behaviour.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -80,7 +80,6 @@ class KernelInfo:
     headers: HeaderSource
     tracefs: Path = TRACEFS
     kallsyms_path: Path = Path("/proc/kallsyms")
-    _symbols: set[str] | None = field(default=None, repr=False)
 
     @cached_property
     def symbols(self) -> set[str]:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -122,6 +124,67 @@ def probe_table(events: set[str] | None = None) -> tuple[KernelInfo, list[Choice
     return kernel, choose_probes(bcc, kernel, events)
 
 
+class _DiskWriter:
+    """Decodes and writes on its own thread, in arrival order.
+
+    Parquet writing and decoding took ~75 % of the recorder's time inline,
+    during which nobody read the ring buffer (it overflowed under a
+    fault-heavy task). pyarrow and numpy release the GIL for the heavy parts,
+    so the reading loop keeps running while this thread works. Everything
+    for the trace (decoded events, lost and usage rows) goes through the one
+    queue, so rows keep their order.
+    """
+
+    def __init__(self, writer: TraceWriter, probe_names: dict[int, str], tables: dict[int, dict[int, str]]) -> None:
+        self.writer = writer
+        self._probe_names = probe_names
+        self._tables = tables
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="chargetrace-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain without work; the error is raised in put()/close()
+            what, payload = item
+            try:
+                cols = decode(payload, self._probe_names, self._tables) if what == "raw" else payload
+                self.writer.append_columns(cols)
+            except BaseException as exc:  # handed to the main thread
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            if isinstance(err, ChargetraceError):
+                raise err
+            raise ChargetraceError(f"writing the trace failed: {type(err).__name__}: {err}") from None
+
+    def put_raw(self, raw: bytes) -> None:
+        self._check()
+        self._queue.put(("raw", raw))
+
+    def put_columns(self, cols: dict[str, Any]) -> None:
+        self._check()
+        self._queue.put(("cols", cols))
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        """Write everything queued (the writer itself is closed by the caller)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._check()
+
+
 def _die_with_parent() -> None:
     # PR_SET_PDEATHSIG(SIGKILL): a recorder killed with SIGKILL must not leave
     # the traced command running unobserved in a cgroup nobody removes.
@@ -141,6 +204,7 @@ class Recording:
         self._created_cgroup = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._writer: TraceWriter | None = None
+        self._disk: _DiskWriter | None = None
         self._transport: Transport | None = None
         self._tables: dict[int, dict[int, str]] = {}
         self._probe_names: dict[int, str] = {}
@@ -240,7 +304,8 @@ class Recording:
         for tgid in tgids:
             self._bpf["scope_tgid"][ctypes.c_uint(tgid)] = ctypes.c_ubyte(1)
         # The perf fallback gets the same total memory, split per CPU.
-        self._transport = Transport(self._bpf, perf=perf, perf_pages=ringbuf_pages(cfg.ringbuf_mb / kernel.ncpus))
+        self._transport = Transport(self._bpf, perf=perf, perf_pages=ringbuf_pages(cfg.ringbuf_mb / kernel.ncpus),
+                                    ring_bytes=ringbuf_pages(cfg.ringbuf_mb) * 4096)
 
         transport = f"perf buffer {cfg.ringbuf_mb / kernel.ncpus:g} MiB/CPU (wakeup_events=64)" if perf else f"ring buffer {cfg.ringbuf_mb:g} MiB"
         self.meta = TraceMeta(
@@ -262,6 +327,7 @@ class Recording:
             },
         )
         self._writer = TraceWriter(cfg.output, self.meta)
+        self._disk = _DiskWriter(self._writer, self._probe_names, self._tables)
         self._sample_usage()
         if scope_kind == "command" and not self._stop_reason:
             self._spawn()
@@ -342,7 +408,7 @@ class Recording:
         return RecordResult(self._writer.target, self.events, int(self.meta.drops["total"]), self.exit_status, self.meta)
 
     def _pump(self, force: bool = False) -> None:
-        assert self._transport is not None and self._writer is not None
+        assert self._transport is not None and self._disk is not None
         self._transport.poll()
         now = time.monotonic()
         windows = self._transport.drops()
@@ -352,8 +418,7 @@ class Recording:
         if force or windows or pending * EVENT_SIZE >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
             raw = self._transport.drain()
             if raw:
-                cols = decode(raw, self._probe_names, self._tables)
-                self._writer.append_columns(cols)
+                self._disk.put_raw(raw)
                 self.events += len(raw) // EVENT_SIZE
             self._last_decode = now
         if windows:
@@ -363,7 +428,7 @@ class Recording:
                 key = str(w.cpu)
                 self._drops_per_cpu[key] = self._drops_per_cpu.get(key, 0) + w.count
             self.meta.drops = {"total": total, "per_cpu": dict(self._drops_per_cpu)}
-            self._writer.append_columns({
+            self._disk.put_columns({
                 "ts_ns": [w.ts_ns for w in windows],
                 "cpu": [w.cpu for w in windows],
                 "kind": ["lost"] * len(windows),
@@ -397,7 +462,8 @@ class Recording:
         except (OSError, ValueError):
             return
         f = self._cgroup.usage_file
-        self._writer.append_columns({
+        assert self._disk is not None
+        self._disk.put_columns({
             "ts_ns": [time.monotonic_ns()],
             "kind": ["usage"],
             "probe": [f"sample:{f}"],
@@ -443,6 +509,9 @@ class Recording:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
         if self._bpf is not None:
             with capture_stderr():
                 self._bpf.cleanup()
@@ -450,6 +519,14 @@ class Recording:
         if self._cgroup is not None and self._created_cgroup:
             self._cgroup.remove()
             self._created_cgroup = False
-        if self._writer is not None and not self._writer.closed:
+        if self._disk is not None:
+            disk, self._disk = self._disk, None
+            try:
+                disk.close()
+            finally:
+                if self._writer is not None and not self._writer.closed:
+                    self.meta.ended_at = _now_iso()
+                    self._writer.close()
+        elif self._writer is not None and not self._writer.closed:
             self.meta.ended_at = _now_iso()
             self._writer.close()

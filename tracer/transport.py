@@ -1,13 +1,14 @@
 """Moving records from BPF to Python: ring buffer (preferred) or perf buffer.
 
 Ring buffer: the BPF side writes with ``BPF_RB_NO_WAKEUP`` and the recorder
-calls ``ring_buffer_consume()`` on a ~10 ms timer (a wakeup per event slowed
-the traced task ~4x here; docs/bcc-here.md §4). Perf buffer fallback (kernels
-before 5.8): ``wakeup_events`` batches wakeups the same way.
-
-BCC calls a Python callback per record; the callback only ``memmove``s the
-record into a preallocated arena, and :meth:`Transport.drain` hands the
-filled part to :func:`decode` in one piece. Drops are counted in BPF
+reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here;
+docs/bcc-here.md §4). It reads the mmapped ring itself, in bulk
+(:class:`~.ringbuf.RingReader`), instead of BCC's ``ring_buffer_consume()``
+with one Python callback per record, which could not keep up with a
+fault-heavy task. Perf buffer fallback (kernels before 5.8): ``wakeup_events``
+batches wakeups; BCC calls a Python callback per record, which only
+``memmove``s it into a preallocated arena. :meth:`Transport.drain` hands
+everything collected to :func:`decode` in one piece. Drops are counted in BPF
 (``drops`` per-CPU array: BCC's ring buffer has no lost callback) and
 reported as deltas per CPU since the previous check.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decode import EVENT_SIZE
+from .ringbuf import RingReader
 
 __all__ = ["Transport", "DropWindow", "ringbuf_pages"]
 
@@ -47,14 +49,12 @@ class Transport:
     """Collects raw records from ``bpf["events"]`` into an arena."""
 
     def __init__(self, bpf: Any, *, perf: bool, arena_events: int = 1 << 16, perf_pages: int = 256,
-                 budget: int = 1 << 16) -> None:
+                 budget: int = 1 << 16, ring_bytes: int = 0) -> None:
         self.bpf = bpf
-        # Records taken per poll() at most: libbpf's ring_buffer__consume()
-        # keeps going while the producer keeps producing, so a fault-heavy
-        # task could pin the recorder inside one consume call forever (seen
-        # here: no flush, no status, no signal handling).
+        # Records taken per poll() at most, so that a producer as fast as the
+        # consumer cannot pin the recorder in one read (libbpf's consume
+        # loop did exactly that: no flush, no status, no signal handling).
         self.budget = budget
-        self._round = 0
         self.perf = perf
         self._cap = arena_events * EVENT_SIZE
         self._arena = ctypes.create_string_buffer(self._cap)
@@ -66,10 +66,11 @@ class Transport:
         self._drops_prev: list[int] = []
         self._drops_ts = time.monotonic_ns()
         table = bpf["events"]
+        self._ring: RingReader | None = None
         if perf:
             table.open_perf_buffer(self._on_perf, page_cnt=perf_pages, wakeup_events=64)
         else:
-            table.open_ring_buffer(self._on_ring)
+            self._ring = RingReader(table.map_fd, ring_bytes, EVENT_SIZE)
 
     # BCC callbacks: one per record; they copy bytes and nothing else.
     def _store(self, data: int, size: int) -> None:
@@ -82,29 +83,24 @@ class Transport:
         self._used += size
         self.events_seen += 1
 
-    def _on_ring(self, _ctx: Any, data: int, size: int) -> int:
-        self._store(data, size)
-        self._round += 1
-        # A negative return makes libbpf stop after this record (which it
-        # has already consumed: nothing is lost).
-        return -1 if self._round >= self.budget else 0
-
     def _on_perf(self, _cpu: int, data: int, size: int) -> None:
         # perf samples are padded to 8 bytes; our record is a multiple of 8.
         self._store(data, min(size, EVENT_SIZE))
 
     def poll(self) -> None:
-        """Consume what is available now (at most :attr:`budget` ring-buffer
+        """Take what is available now (at most :attr:`budget` ring-buffer
         records), without blocking."""
-        self._round = 0
-        if self.perf:
+        if self._ring is None:
             self.bpf.perf_buffer_consume()
-        else:
-            self.bpf.ring_buffer_consume()
+            return
+        raw = self._ring.read(self.budget)
+        if raw:
+            self._chunks.append(raw)
+            self.events_seen += len(raw) // EVENT_SIZE
 
     def drain(self) -> bytes:
         """The records collected since the last drain, packed."""
-        out = b"".join(self._chunks) + self._arena.raw[: self._used]
+        out = b"".join(self._chunks) + (self._arena.raw[: self._used] if self._used else b"")
         self._chunks = []
         self._used = 0
         self.bytes_seen += len(out)
@@ -124,3 +120,8 @@ class Transport:
         self._drops_prev = values
         self._drops_ts = now
         return out
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
