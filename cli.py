@@ -1,30 +1,232 @@
-"""chargetrace command line."""
+"""chargetrace command line: parse, call, print.
+
+Exit codes: 0 balanced (or success), 1 violations, 2 bad input or usage,
+3 inconclusive (events were lost where a finding depends on them).
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import sys
+from pathlib import Path
 
 import click
+from rich.console import Console
 
-from chargetrace.traces.errors import ChargetraceError
+from chargetrace.traces import ChargetraceError, read_trace, write_table
+
+EXIT_BAD_INPUT = 2
 
 
-class _Group(click.Group):
-    # ChargetraceError -> one line on stderr, exit 2 (traces/errors.py).
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+def _console(stderr: bool = False) -> Console:
+    """A console that is wide enough for the tables when output is not a terminal."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=160)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"chargetrace: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def user_errors(func):
+    """Turn every failure into one line on stderr and exit 2 (traceback with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
         try:
-            return super().invoke(ctx)
+            return func(*args, **kwargs)
         except ChargetraceError as exc:
-            click.echo(f"chargetrace: {exc}", err=True)
-            sys.exit(2)
+            if debug:
+                raise
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+        except BrokenPipeError:
+            # The reader of our output went away (e.g. `| head`): not an error of ours.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
+            if debug:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+
+    return wrapper
 
 
-@click.group(cls=_Group)
-def main() -> None:
-    """Record, store and replay memory-cgroup charge events."""
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="chargetrace")
+def main(debug: bool) -> None:
+    """Record, store and replay memory-cgroup charge events; report where charges do not balance."""
 
 
-# ---- lab (owner: lab branch) ------------------------------------------------
+# ---------------------------------------------------------------------------- replay
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--era", type=click.Choice(["4.14-5.17", "5.18-6.6", "6.7+"]), default=None,
+              help="Accounting era profile (default: from the trace's metadata).")
+@click.option("--context", default=2, show_default=True, help="Events shown around each violation.")
+@click.option("--limit", default=20, show_default=True, help="Violations printed in full.")
+@user_errors
+def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int) -> None:
+    """Replay TRACE against the reference accounting model.
+
+    Exit 0 balanced, 1 violations, 3 inconclusive, 2 bad input.
+    """
+    from chargetrace.replay import ReplayConfig
+    from chargetrace.replay import replay as run_replay
+    from chargetrace.replay.render import render_report
+
+    loaded = read_trace(trace)
+    err = Console(stderr=True)
+    if as_json or not err.is_terminal or loaded.num_events < 200_000:
+        report = run_replay(loaded, ReplayConfig(era=era))
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("replaying", total=loaded.num_events)
+            report = run_replay(loaded, ReplayConfig(era=era, progress=lambda n: progress.advance(task, n)))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        render_report(_console(), report, loaded, context=context, limit=limit)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@user_errors
+def info(trace: Path, as_json: bool) -> None:
+    """Print TRACE's metadata, event counts by kind and probe, and drops."""
+    from chargetrace.replay.render import describe, render_info
+
+    summary = describe(read_trace(trace))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        render_info(_console(), summary)
+
+
+def _fault_options(func):
+    from chargetrace.replay.mutate import FAULTS
+
+    for fault in reversed(FAULTS):
+        func = click.option(f"--{fault}", f"fault_{fault.replace('-', '_')}", multiple=True, type=int,
+                            callback=functools.partial(_collect_fault, fault), expose_value=False,
+                            metavar="N", help=f"Inject '{fault}' at the N-th eligible event.")(func)
+    return func
+
+
+def _collect_fault(fault, ctx, param, values):
+    ctx.ensure_object(list).extend((fault, n) for n in values)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@_fault_options
+@user_errors
+def mutate(trace: Path, out: Path) -> None:
+    """Write OUT: TRACE with accounting faults injected (to check the checker)."""
+    from chargetrace.replay.mutate import Mutation
+    from chargetrace.replay.mutate import mutate as run_mutate
+
+    faults = click.get_current_context().obj or []
+    loaded = read_trace(trace)
+    table, meta = run_mutate(loaded, [Mutation(f, n) for f, n in faults])
+    write_table(table, out, meta)
+    for m in meta.mutations[-len(faults):]:
+        click.echo(f"injected {m['fault']} #{m['n']} at input seq {m['input_seq']} "
+                   f"(folio {m['folio']:#x}, memcg {m['memcg']}): expect {m['expect']}")
+    click.echo(f"wrote {out} ({table.num_rows} events)")
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@user_errors
+def anonymize(trace: Path, out: Path) -> None:
+    """Write OUT: TRACE with kernel pointers replaced by stable opaque ids."""
+    from chargetrace.traces.anonymize import anonymize as run_anonymize
+
+    table, meta = run_anonymize(read_trace(trace))
+    write_table(table, out, meta)
+    click.echo(f"wrote {out} ({table.num_rows} events, folio ids anonymized)")
+
+
+# ==== tracer commands (owner: tracer branch) ================================
+# This block only parses arguments, calls chargetrace.tracer and prints.
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Trace to write (*.parquet = one file; otherwise a segment directory).")
+@click.option("-p", "--pid", type=int, default=None, help="Record this process (and its children).")
+@click.option("--cgroup", default=None, help="Record this memory cgroup (path).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--ringbuf-mb", type=float, default=32.0, show_default=True, help="BPF ring buffer size (MiB).")
+@click.option("--transport", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto", show_default=True)
+@click.option("--events", default=None, help="Comma-separated logical events to record (default: all).")
+@click.option("--quiet", is_flag=True, help="No status line.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@user_errors
+def record(output: Path, pid: int | None, cgroup: str | None, duration: float | None, ringbuf_mb: float,
+           transport: str, events: str | None, quiet: bool, command: tuple[str, ...]) -> None:
+    """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide."""
+    from chargetrace.tracer.recorder import RecordConfig, Recording
+
+    config = RecordConfig(
+        output=output, command=list(command), pid=pid, cgroup=cgroup, duration=duration,
+        ringbuf_mb=ringbuf_mb, transport=transport, status=not quiet,
+        events=set(events.split(",")) if events else None, argv=["chargetrace", *sys.argv[1:]],
+    )
+    if config.scope_kind == "system" and duration is None:
+        click.echo("chargetrace: recording system-wide until Ctrl-C", err=True)
+    with Recording(config) as rec:
+        for p in rec.meta.probes:
+            if p["probe"] is None:
+                click.echo(f"chargetrace: no probe for {p['event']}: {p['reason']}", err=True)
+        result = rec.run()
+    if not quiet and sys.stderr.isatty():
+        click.echo("", err=True)
+    status = "" if result.exit_status is None else f", command exit status {result.exit_status}"
+    click.echo(f"{result.path}: {result.events} events, {result.drops} dropped{status}", err=True)
+
+
+@main.command()
+@user_errors
+def probes() -> None:
+    """Show, per logical event, the probe that attaches on this kernel or why none does."""
+    from chargetrace.tracer.kernel import detect_era
+    from chargetrace.tracer.recorder import probe_table
+
+    kernel, choices = probe_table()
+    era = detect_era(kernel)
+    click.echo(f"kernel {kernel.release}  headers: {kernel.headers.kind}  BTF: {'yes' if kernel.btf else 'no'}")
+    click.echo(f"era: migrate={era.migrate} device_free_refcount={era.device_free_refcount} ({era.detected_by})")
+    width = max(len(c.event) for c in choices)
+    for c in choices:
+        if c.variant is not None:
+            click.echo(f"{c.event:<{width}}  {c.variant.probe}  [{c.variant.how}]")
+        else:
+            click.echo(f"{c.event:<{width}}  none: {'; '.join(c.reasons)}")
+
+
+# ==== end of tracer commands ================================================
+
+
+# ==== lab commands (owner: lab branch) ======================================
 # Parses arguments, calls chargetrace.lab, prints. No logic here.
 
 _KERNEL_OPT = click.option("--kernel", "kernel", default="6.1", show_default=True,
@@ -54,6 +256,7 @@ def lab() -> None:
 @click.option("--ringbuf-mb", type=int, default=64, show_default=True)
 @click.option("--timeout", "timeout_s", type=int, default=1200, show_default=True, help="QEMU hard limit, s.")
 @click.option("--jobs", "-j", type=int, default=None, help="make -j for the kernel build.")
+@user_errors
 def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jobs) -> None:
     """Build (or reuse) the lab, boot it and run hmm-tests; exit 1 if the run is not clean."""
     from chargetrace.lab import run_lab
@@ -79,6 +282,7 @@ def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jo
 @_KERNEL_OPT
 @_CACHE_OPT
 @click.option("--jobs", "-j", type=int, default=None, help="make -j for the kernel build.")
+@user_errors
 def lab_build(kernel, cache_dir, jobs) -> None:
     """Build (or reuse) kernel, test_hmm.ko, hmm-tests and rootfs without booting."""
     from chargetrace.lab import build_all
@@ -93,6 +297,7 @@ def lab_build(kernel, cache_dir, jobs) -> None:
 @_KERNEL_OPT
 @_CACHE_OPT
 @click.option("--rootfs/--no-rootfs", default=False, show_default=True, help="Also delete the cached rootfs.")
+@user_errors
 def lab_clean(kernel, cache_dir, rootfs) -> None:
     """Delete the cached kernel builds of a series and its run dir (and the rootfs)."""
     from chargetrace.lab import clean_cache
@@ -101,4 +306,8 @@ def lab_clean(kernel, cache_dir, rootfs) -> None:
         click.echo(f"removed {path}")
 
 
-# ---- end lab ------------------------------------------------------------------
+# ==== end of lab commands ==================================================
+
+
+if __name__ == "__main__":
+    main()

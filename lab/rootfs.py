@@ -42,13 +42,13 @@ GUEST_INIT = "/lab-init"
 
 
 def guest_pip_requirements() -> list[str]:
-    """chargetrace's runtime requirements (from its installed metadata) plus numpy."""
+    """chargetrace's runtime requirements, from its installed metadata (sorted, deduplicated)."""
     try:
         reqs = metadata.requires("chargetrace") or []
     except metadata.PackageNotFoundError as exc:
         raise ChargetraceError("lab: chargetrace is not installed (pip install -e .) so its dependencies are unknown") from exc
     base = [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
-    return sorted(set(base) | {"numpy"})
+    return sorted(set(base))
 
 
 def source_root() -> Path:

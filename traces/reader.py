@@ -54,9 +54,11 @@ def trace_files(path: str | os.PathLike[str]) -> list[Path]:
             )
         raise ChargetraceError(f"{path}: no such file or directory")
     if path.is_dir():
-        files = sorted(path.glob("seg-*.parquet")) or sorted(path.glob("*.parquet"))
+        # Only the recorder's own segment names: a directory that merely holds
+        # some Parquet files (several traces, say) is not one trace.
+        files = sorted(path.glob("seg-*.parquet"))
         if not files:
-            raise ChargetraceError(f"{path}: directory holds no trace segments (*.parquet)")
+            raise ChargetraceError(f"{path}: directory holds no trace segments (seg-*.parquet)")
         return files
     return [path]
 

@@ -95,6 +95,7 @@ KINDS: dict[str, str] = {
     "transfer": "mem_cgroup_migrate(folio -> folio_new) (memcg = old's at entry, memcg_new = new's at return)",
     "replace": "mem_cgroup_replace_folio(folio -> folio_new): force-charges folio_new",
     "device_free": "device-private folio freed (memcg at entry, value = refcount at entry, -1 unknown)",
+    "split": "large folio split (folio = head, nr_pages = pages before, value = pages per new folio)",
     "memcg_stat": "memcg counter tracepoint (memcg, item = counter name, value = delta)",
     "usage": "sample of a memcg's usage (item = file name, value = bytes)",
     "fork": "process fork (pid = parent, value = child pid)",

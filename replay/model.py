@@ -1,0 +1,321 @@
+"""The reference accounting model: per-folio and per-memcg charge state.
+
+The model applies each event's effect as the kernel of the trace's era would
+(kernel-facts §1, §6). Rules (replay/rules/) look at the state *before* the
+model applies an event and report where the trace and the model disagree; the
+model then follows the kernel's own view (the memcg read from the folio) so
+one fault is reported once, not as a cascade.
+
+Folio states: absent from :attr:`Model.folios` = unknown (not seen yet; it may
+have been charged before the recording started), or a :class:`FolioState`
+whose ``memcg`` is 0 (uncharged) or the charged memcg.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .eras import FORCE, EraProfile
+from .events import Event
+
+__all__ = ["FolioState", "MemcgLedger", "Window", "Model"]
+
+#: How a folio got its charge (or lost it).
+VIA_CHARGE = "charge"
+VIA_TRANSFER = "transfer"  # moved here by mem_cgroup_migrate (>= 6.7)
+VIA_FORCE = "force"  # force-charged by mem_cgroup_migrate (<= 6.6) or replace
+VIA_PRE_TRACE = "pre-trace"  # charged before the recording began
+VIA_UNCHARGE = "uncharge"
+VIA_TRANSFERRED_AWAY = "transferred-away"  # the old folio of a >= 6.7 transfer
+
+
+@dataclass
+class FolioState:
+    memcg: int  # 0 = uncharged
+    nr: int
+    via: str
+    seq: int  # event that put the folio in this state
+    ts_ns: int
+    pid: int = 0  # process whose event charged it
+    in_trace: bool = True  # the charge was made inside the trace (counts in `live`)
+    #: <= 6.6: this folio was the source of a force-charged migration; its own
+    #: charge must still be uncharged when it is freed (R4).
+    migrated_seq: int = -1
+
+
+@dataclass
+class MemcgLedger:
+    """Page counts for one memcg, as the model sees them."""
+
+    memcg: int
+    charged: int = 0  # pages charged in the trace (charge events)
+    force_charged: int = 0  # pages force-charged by migration/replace (<= 6.6)
+    uncharged: int = 0  # pages uncharged whose charge the trace saw
+    pre_trace_uncharged: int = 0  # pages uncharged that were charged before the trace
+    transferred_in: int = 0
+    transferred_out: int = 0
+    #: live = charges seen in the trace and still held. Never clamped: a
+    #: negative value is an underflow the report shows.
+    live: int = 0
+    #: Pages charged as parts of split large folios that have not been seen as
+    #: folios of their own yet: the split copies memcg_data to every new folio
+    #: (split_page_memcg(), mm/memcontrol.c) without a charge event.
+    split_tails: int = 0
+    counters: Counter = field(default_factory=Counter)  # memcg_stat item -> sum
+    usage: list[tuple[int, int, str, int]] = field(default_factory=list)  # (seq, ts, item, bytes)
+    first_seq: int = -1
+    last_seq: int = -1
+
+
+@dataclass
+class Window:
+    """An open migrate or device-fault window on one thread."""
+
+    seq: int
+    ts_ns: int
+    item: str = ""
+    transfers: int = 0
+    in_pages_call: bool = True
+
+
+class Model:
+    def __init__(self, era: EraProfile, device_folios: frozenset[int] = frozenset()) -> None:
+        self.era = era
+        self.folios: dict[int, FolioState] = {}
+        self.memcgs: dict[int, MemcgLedger] = {}
+        #: Folios the trace shows to be device-private (seen in a device free).
+        self.device_folios = device_folios
+        self.migrate_windows: dict[int, Window] = {}  # tid -> window
+        self.fault_windows: dict[int, Window] = {}  # tid -> window
+        self.forked_pids: set[int] = set()
+        self.exited_pids: set[int] = set()
+        #: tid -> the device_free whose uncharge has not been seen yet (R6).
+        self.pending_free: dict[int, Event] = {}
+        self.first_ts = -1
+        self.last_seq = -1
+        self.last_ts = 0
+
+    # -- helpers for rules ------------------------------------------------------
+    def ledger(self, memcg: int) -> MemcgLedger:
+        led = self.memcgs.get(memcg)
+        if led is None:
+            led = self.memcgs[memcg] = MemcgLedger(memcg)
+        return led
+
+    def charged_memcg(self, folio: int) -> int | None:
+        """The memcg the model holds ``folio`` charged to; 0 uncharged; None unknown."""
+        state = self.folios.get(folio)
+        return None if state is None else state.memcg
+
+    # -- transitions ------------------------------------------------------------
+    def apply(self, ev: Event) -> None:
+        if self.first_ts < 0:
+            self.first_ts = ev.ts_ns
+        self.last_seq, self.last_ts = ev.seq, ev.ts_ns
+        pending = self.pending_free.get(ev.tid)
+        if pending is not None and ev.kind not in _NOT_IN_CALL:
+            del self.pending_free[ev.tid]
+            if not (ev.kind == "uncharge" and ev.folio == pending.folio):
+                self.free_without_uncharge(pending)
+        handler = _APPLY.get(ev.kind)
+        if handler is not None:
+            handler(self, ev)
+
+    def split_credit(self, memcg: int, nr: int) -> bool:
+        """Whether an unknown folio of ``nr`` pages charged to ``memcg`` can be
+        a part of a large folio split in the trace (the model then knows it)."""
+        led = self.memcgs.get(memcg)
+        return led is not None and led.split_tails >= nr
+
+    def _take_split_credit(self, memcg: int, nr: int, seq: int) -> bool:
+        if not self.split_credit(memcg, nr):
+            return False
+        self._touch(memcg, seq).split_tails -= nr
+        return True
+
+    def _touch(self, memcg: int, seq: int) -> MemcgLedger:
+        led = self.ledger(memcg)
+        if led.first_seq < 0:
+            led.first_seq = seq
+        led.last_seq = seq
+        return led
+
+    def _drop_charge(self, state: FolioState, seq: int) -> None:
+        """Release the model's charge for ``state`` from its memcg."""
+        if not state.memcg:
+            return
+        led = self._touch(state.memcg, seq)
+        if state.in_trace:
+            led.live -= state.nr
+            led.uncharged += state.nr
+        else:
+            led.pre_trace_uncharged += state.nr
+
+    def _apply_charge(self, ev: Event) -> None:
+        if ev.ret != 0 or not ev.memcg:
+            return  # R2: a failed charge has no effect
+        prior = self.folios.get(ev.folio)
+        if prior is not None and prior.memcg:
+            self._drop_charge(prior, ev.seq)  # R1 reported it; keep one charge
+        nr = ev.nr_pages or 1
+        led = self._touch(ev.memcg, ev.seq)
+        led.charged += nr
+        led.live += nr
+        self.folios[ev.folio] = FolioState(ev.memcg, nr, VIA_CHARGE, ev.seq, ev.ts_ns, ev.pid)
+
+    def _apply_uncharge(self, ev: Event) -> None:
+        prior = self.folios.get(ev.folio)
+        nr = ev.nr_pages or (prior.nr if prior else 1)
+        if prior is not None and prior.memcg:
+            self._drop_charge(prior, ev.seq)
+        elif ev.memcg:
+            led = self._touch(ev.memcg, ev.seq)
+            if prior is None and self._take_split_credit(ev.memcg, nr, ev.seq):
+                led.live -= nr  # a part of a large folio split in the trace
+                led.uncharged += nr
+            elif prior is None:
+                led.pre_trace_uncharged += nr  # charged before the trace began
+            else:
+                led.live -= nr  # uncharged twice: rules report it; never clamp
+                led.uncharged += nr
+        self.folios[ev.folio] = FolioState(0, nr, VIA_UNCHARGE, ev.seq, ev.ts_ns, ev.pid)
+
+    def _apply_transfer(self, ev: Event) -> None:
+        window = self.migrate_windows.get(ev.tid)
+        if window is not None:
+            window.transfers += 1
+        if self.era.migrate == FORCE:
+            self._force_charge(ev)
+            return
+        if not ev.memcg:
+            return  # the kernel returns early when old is not charged
+        old = self.folios.get(ev.folio)
+        nr = ev.nr_pages or (old.nr if old else 1)
+        if old is not None and old.memcg:
+            in_trace = old.in_trace
+        else:
+            in_trace = old is None and self._take_split_credit(ev.memcg, nr, ev.seq)
+        target = ev.memcg_new or ev.memcg
+        if old is not None and old.memcg:
+            if old.memcg != target:  # R5 reported it; follow the kernel
+                self._drop_charge(old, ev.seq)
+                in_trace = False
+        led = self._touch(target, ev.seq)
+        led.transferred_in += nr
+        self._touch(ev.memcg, ev.seq).transferred_out += nr
+        self.folios[ev.folio] = FolioState(0, nr, VIA_TRANSFERRED_AWAY, ev.seq, ev.ts_ns, ev.pid)
+        self.folios[ev.folio_new] = FolioState(
+            target, nr, VIA_TRANSFER, ev.seq, ev.ts_ns, old.pid if old else ev.pid, in_trace
+        )
+
+    def _force_charge(self, ev: Event) -> None:
+        """<= 6.6 mem_cgroup_migrate, and mem_cgroup_replace_folio: charge new,
+        leave old charged until it is freed."""
+        new = self.folios.get(ev.folio_new)
+        if new is not None and new.memcg:
+            return  # the kernel returns early when new is already charged
+        memcg = ev.memcg_new or ev.memcg
+        if not memcg:
+            return
+        old = self.folios.get(ev.folio)
+        nr = ev.nr_pages or (old.nr if old else 1)
+        led = self._touch(memcg, ev.seq)
+        led.force_charged += nr
+        led.live += nr
+        if old is None:
+            split_part = bool(ev.memcg) and self._take_split_credit(ev.memcg, nr, ev.seq)
+            old = self.folios[ev.folio] = FolioState(
+                ev.memcg, nr, VIA_PRE_TRACE, ev.seq, ev.ts_ns, ev.pid, in_trace=split_part
+            )
+        if old.memcg:
+            old.migrated_seq = ev.seq
+        self.folios[ev.folio_new] = FolioState(memcg, nr, VIA_FORCE, ev.seq, ev.ts_ns, old.pid)
+
+    def _apply_device_free(self, ev: Event) -> None:
+        if ev.memcg:
+            # The free path uncharges next, on the same thread (free_zone_device_page,
+            # mm/memremap.c); the uncharge row settles it (R6).
+            self.pending_free[ev.tid] = ev
+            return
+        state = self.folios.get(ev.folio)
+        if state is not None and state.memcg:
+            self._drop_charge(state, ev.seq)  # the kernel found it uncharged; follow it
+            self.folios[ev.folio] = FolioState(0, state.nr, VIA_UNCHARGE, ev.seq, ev.ts_ns, ev.pid)
+
+    def free_without_uncharge(self, free: Event) -> None:
+        """A device free whose uncharge never came: the kernel would have
+        uncharged it, so the model does (the rule has reported the gap)."""
+        state = self.folios.get(free.folio)
+        if state is not None and state.memcg:
+            self._drop_charge(state, free.seq)
+        elif state is None:
+            self._touch(free.memcg, free.seq).pre_trace_uncharged += free.nr_pages or 1
+        self.folios[free.folio] = FolioState(0, free.nr_pages or 1, VIA_UNCHARGE, free.seq, free.ts_ns, free.pid)
+
+    def _apply_split(self, ev: Event) -> None:
+        """A large folio of ``nr_pages`` split into folios of ``value`` pages."""
+        state = self.folios.get(ev.folio)
+        piece = ev.value if ev.value > 0 else 1
+        if state is None or not state.memcg or piece >= state.nr:
+            return
+        if state.in_trace:
+            self._touch(state.memcg, ev.seq).split_tails += state.nr - piece
+        state.nr = piece
+
+    def _apply_memcg_stat(self, ev: Event) -> None:
+        self._touch(ev.memcg, ev.seq).counters[ev.item] += ev.value
+
+    def _apply_usage(self, ev: Event) -> None:
+        self._touch(ev.memcg, ev.seq).usage.append((ev.seq, ev.ts_ns, ev.item, ev.value))
+
+    def _apply_migrate_setup(self, ev: Event) -> None:
+        self.migrate_windows[ev.tid] = Window(ev.seq, ev.ts_ns, ev.item)
+
+    def _apply_migrate_pages(self, ev: Event) -> None:
+        window = self.migrate_windows.get(ev.tid)
+        if window is not None:
+            window.in_pages_call = False
+            window.transfers = 0
+
+    def _apply_migrate_finalize(self, ev: Event) -> None:
+        self.migrate_windows.pop(ev.tid, None)
+
+    def _apply_device_fault(self, ev: Event) -> None:
+        self.fault_windows[ev.tid] = Window(ev.seq, ev.ts_ns, ev.item)
+
+    def _apply_device_fault_done(self, ev: Event) -> None:
+        self.fault_windows.pop(ev.tid, None)
+
+    def _apply_fork(self, ev: Event) -> None:
+        self.forked_pids.add(ev.pid)
+        self.forked_pids.add(ev.value)
+
+    def _apply_exit(self, ev: Event) -> None:
+        if ev.value == 1 or ev.pid == ev.tid:
+            self.exited_pids.add(ev.pid)
+        self.migrate_windows.pop(ev.tid, None)
+        self.fault_windows.pop(ev.tid, None)
+
+
+#: Kinds that can arrive on a thread from other contexts (interrupts, the
+#: recorder), so they do not end a device-free call.
+_NOT_IN_CALL = frozenset({"memcg_stat", "usage", "lost", "page_migration"})
+
+_APPLY = {
+    "device_free": Model._apply_device_free,
+    "split": Model._apply_split,
+    "charge": Model._apply_charge,
+    "uncharge": Model._apply_uncharge,
+    "transfer": Model._apply_transfer,
+    "replace": Model._force_charge,
+    "memcg_stat": Model._apply_memcg_stat,
+    "usage": Model._apply_usage,
+    "migrate_setup": Model._apply_migrate_setup,
+    "migrate_pages": Model._apply_migrate_pages,
+    "migrate_finalize": Model._apply_migrate_finalize,
+    "device_fault": Model._apply_device_fault,
+    "device_fault_done": Model._apply_device_fault_done,
+    "fork": Model._apply_fork,
+    "exit": Model._apply_exit,
+}

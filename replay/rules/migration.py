@@ -1,0 +1,107 @@
+"""R4, R5: migration moves (<= 6.6: duplicates, then frees) the charge, and
+never changes the owning memcg."""
+
+from __future__ import annotations
+
+from ..automaton import Rule
+from ..eras import FORCE
+from ..events import Event
+from ..findings import CANDIDATE, VIOLATION
+from .uncharge import Conservation
+
+__all__ = ["MigrationPerEra", "MigrationKeepsMemcg"]
+
+
+class MigrationPerEra(Rule):
+    id = "R4"
+    title = "migration charges per era (force-charge <= 6.6, transfer >= 6.7)"
+    # <= 6.6: mem_cgroup_migrate() force-charges new, old is uncharged when freed.
+    # >= 6.7: 85ce2c517ade "memcontrol: only transfer the memcg data for migration".
+    source = "85ce2c517ade; mm/memcontrol.c mem_cgroup_migrate()"
+    handles = ("transfer", "migrate_pages")
+    needs = ("transfer",)
+
+    def on_transfer(self, ev: Event) -> None:
+        self.checked += 1
+        if not ev.memcg:
+            return  # the kernel returns early (and WARNs) for an uncharged old folio
+        new = self.model.folios.get(ev.folio_new)
+        if new is not None and new.memcg:
+            # A migration destination is freshly allocated: >= 6.7 commit_charge()
+            # asserts it is uncharged; <= 6.6 silently skips it (its stale charge
+            # was never uncharged when it was last freed).
+            self.report(
+                ev, ev.folio_new, new.memcg,
+                f"migration into a destination still charged to memcg {new.memcg} since seq {new.seq} "
+                f"({new.via}); its last free did not uncharge it",
+                since_ts_ns=new.ts_ns, related=[new.seq],
+            )
+        if not ev.memcg_new and (new is None or not new.memcg):
+            self.report(ev, ev.folio_new, ev.memcg, "destination is not charged after the transfer")
+        old = self.model.folios.get(ev.folio)
+        if old is None:
+            Conservation.never_charged(self, ev, ev.folio, ev.memcg)
+        elif not old.memcg and self.ctx.attached("charge"):
+            self.report(
+                ev, ev.folio, ev.memcg,
+                f"the kernel migrates a charge of memcg {ev.memcg} from a folio the model holds "
+                f"uncharged since seq {old.seq} ({old.via}): a charge is missing",
+                since_ts_ns=old.ts_ns, related=[old.seq],
+            )
+
+    def on_migrate_pages(self, ev: Event) -> None:
+        window = self.model.migrate_windows.get(ev.tid)
+        if window is None or ev.value < 0:
+            return  # the trace began inside this migration, or the count was not read
+        self.checked += 1
+        if window.transfers != ev.value:
+            self.report(
+                ev, 0, 0,
+                f"{ev.item or 'migrate_pages'} migrated {ev.value} source folio(s) but "
+                f"{window.transfers} charge transfer(s) were recorded since seq {window.seq}",
+                since_ts_ns=window.ts_ns, related=[window.seq],
+            )
+
+    def finish(self) -> None:
+        if self.ctx.era.migrate != FORCE:
+            return
+        for folio, state in self.model.folios.items():
+            if state.memcg and state.migrated_seq >= 0:
+                self.checked += 1
+                closed = self.ctx.closed(state.memcg)
+                self.report(
+                    self.end_point(), folio, state.memcg,
+                    f"source of the force-charged migration at seq {state.migrated_seq} is still "
+                    f"charged to memcg {state.memcg} at the end of the trace",
+                    since_ts_ns=state.ts_ns, related=[state.migrated_seq],
+                    kind=VIOLATION if closed else CANDIDATE,
+                )
+
+
+class MigrationKeepsMemcg(Rule):
+    id = "R5"
+    title = "migration keeps the owning memcg"
+    # Documentation/mm/hmm.rst "Memory cgroup (memcg) and rss accounting".
+    source = "Documentation/mm/hmm.rst; mm/memcontrol.c mem_cgroup_migrate()"
+    handles = ("transfer", "replace")
+    needs = ("transfer",)
+
+    def on_transfer(self, ev: Event) -> None:
+        if not ev.memcg:
+            return
+        self.checked += 1
+        if ev.memcg_new and ev.memcg_new != ev.memcg:
+            self.report(
+                ev, ev.folio_new, ev.memcg_new,
+                f"migration moved the charge from memcg {ev.memcg} to memcg {ev.memcg_new}",
+            )
+        old = self.model.folios.get(ev.folio)
+        if old is not None and old.memcg and old.memcg != ev.memcg:
+            self.report(
+                ev, ev.folio, ev.memcg,
+                f"the kernel migrates a charge of memcg {ev.memcg}, but the model holds the folio "
+                f"charged to memcg {old.memcg} since seq {old.seq}",
+                since_ts_ns=old.ts_ns, related=[old.seq],
+            )
+
+    on_replace = on_transfer

@@ -1,0 +1,149 @@
+/* chargetrace recorder: event record, transport, scope filter, folio reads.
+ *
+ * Compiled by BCC with -D flags chosen in Python (tracer/catalogue.py):
+ *   CT_PERF          use a perf buffer instead of the BPF ring buffer
+ *   CT_RB_PAGES      ring-buffer size in pages (power of two)
+ *   CT_SCOPE_ALL     no scope filter (system-wide recording)
+ *   OFF_*            byte offsets of kernel struct members (from BTF, or
+ *                    offsetof() below when real kernel headers are used)
+ * Each probe variant is enabled by a define whose value is its probe id
+ * (the row's `probe` string is looked up in Python from that id).
+ *
+ * This header holds no map code: BCC rewrites map calls (events.ringbuf_output,
+ * x.lookup) only in the main file, so maps and everything using them live in
+ * recorder.c.
+ *
+ * Kernel structs are only read by offset (bpf_probe_read_kernel), never by
+ * name: against the BTF-generated stub headers no struct layout exists, and
+ * against real headers of another build the layout may be skewed.
+ */
+#ifndef CT_COMMON_H
+#define CT_COMMON_H
+
+#include <uapi/linux/ptrace.h>
+/* Declares enum migrate_mode, named by the migrate:* format files. */
+#include <linux/migrate_mode.h>
+
+#ifdef CT_REAL_HEADERS
+#include <linux/mm_types.h>
+#include <linux/memcontrol.h>
+#include <linux/cgroup-defs.h>
+#include <linux/kernfs.h>
+#include <linux/migrate.h>
+#include <linux/pagevec.h>
+#ifndef OFF_FOLIO_MEMCG_DATA
+#define OFF_FOLIO_MEMCG_DATA offsetof(struct folio, memcg_data)
+#define OFF_FOLIO_LRU offsetof(struct folio, lru)
+#define OFF_PAGE_REFCOUNT offsetof(struct page, _refcount)
+#define OFF_MEMCG_CSS offsetof(struct mem_cgroup, css)
+#define OFF_CSS_CGROUP offsetof(struct cgroup_subsys_state, cgroup)
+#define OFF_CGROUP_KN offsetof(struct cgroup, kn)
+#define OFF_KN_ID offsetof(struct kernfs_node, id)
+#define OFF_FBATCH_NR offsetof(struct folio_batch, nr)
+#define OFF_FBATCH_FOLIOS offsetof(struct folio_batch, folios)
+#define OFF_MVMA_SRC offsetof(struct migrate_vma, src)
+#define OFF_MVMA_START offsetof(struct migrate_vma, start)
+#define OFF_MVMA_NPAGES offsetof(struct migrate_vma, npages)
+#define OFF_MVMA_CPAGES offsetof(struct migrate_vma, cpages)
+#define OFF_VMF_ADDRESS offsetof(struct vm_fault, address)
+#define OFF_PAGE_FLAGS offsetof(struct page, flags)
+#define CT_PG_HEAD PG_head
+#endif
+#endif
+
+/* Kinds: keep in sync with KIND_CODES, which tracer/decode.py parses from
+ * this header (so the numbers have a single source). */
+#define CT_KIND_fault 1
+#define CT_KIND_device_fault 2
+#define CT_KIND_device_fault_done 3
+#define CT_KIND_migrate_setup 4
+#define CT_KIND_migrate_pages 5
+#define CT_KIND_migrate_finalize 6
+#define CT_KIND_page_migration 7
+#define CT_KIND_charge 8
+#define CT_KIND_uncharge 9
+#define CT_KIND_transfer 10
+#define CT_KIND_replace 11
+#define CT_KIND_device_free 12
+#define CT_KIND_memcg_stat 13
+#define CT_KIND_fork 14
+#define CT_KIND_exit 15
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+struct ct_event {
+    u64 ts_ns;
+    u64 folio;
+    u64 folio_new;
+    u64 memcg;
+    u64 memcg_new;
+    u64 addr;
+    s64 ret;
+    s64 value;
+    u32 pid;
+    u32 tid;
+    u32 cpu;
+    u32 nr_pages;
+    u16 kind;
+    u16 probe;
+    s32 item;
+    char comm[16];
+};
+
+#ifdef OFF_FOLIO_MEMCG_DATA
+/* cgroup id of a mem_cgroup: memcg->css.cgroup->kn->id (kernel-facts §2
+ * "The memcg"); equals the cgroup directory inode and the memcg:* tracepoints'
+ * id field. */
+static __always_inline u64 ct_memcg_id(const void *memcg)
+{
+    const void *cgrp = NULL, *kn = NULL;
+    u64 id = 0;
+    if (!memcg)
+        return 0;
+    bpf_probe_read_kernel(&cgrp, sizeof(cgrp), (const char *)memcg + OFF_MEMCG_CSS + OFF_CSS_CGROUP);
+    if (!cgrp)
+        return 0;
+    bpf_probe_read_kernel(&kn, sizeof(kn), (const char *)cgrp + OFF_CGROUP_KN);
+    if (!kn)
+        return 0;
+    bpf_probe_read_kernel(&id, sizeof(id), (const char *)kn + OFF_KN_ID);
+    return id;
+}
+
+/* memcg of a folio: memcg_data with the low two flag bits masked. With the
+ * KMEM bit (1 << 1) set it points to an obj_cgroup, not a mem_cgroup: those
+ * are kernel objects, not user folios, so report "not charged". */
+static __always_inline u64 ct_folio_memcg(const void *folio)
+{
+    unsigned long md = 0;
+    if (!folio)
+        return 0;
+    bpf_probe_read_kernel(&md, sizeof(md), (const char *)folio + OFF_FOLIO_MEMCG_DATA);
+    if (md & 2UL)
+        return 0;
+    return ct_memcg_id((const void *)(md & ~3UL));
+}
+
+/* Pages in a folio: 1, or 1 << order for a large folio (PG_head set). The
+ * order sits in the low byte of the second page's flags (folio->_flags_1,
+ * "mm: reimplement folio_order() and folio_nr_pages()", v6.6) or, before,
+ * in folio->_folio_order. OFF_FOLIO_ORDER names whichever byte BTF has. */
+static __always_inline u32 ct_folio_nr(const void *folio)
+{
+#if defined(OFF_FOLIO_ORDER) && defined(CT_PG_HEAD) && defined(OFF_PAGE_FLAGS)
+    unsigned long flags = 0;
+    unsigned char order = 0;
+    bpf_probe_read_kernel(&flags, sizeof(flags), (const char *)folio + OFF_PAGE_FLAGS);
+    if (!(flags & (1UL << CT_PG_HEAD)))
+        return 1;
+    bpf_probe_read_kernel(&order, sizeof(order), (const char *)folio + OFF_FOLIO_ORDER);
+    return 1U << (order & 31);
+#else
+    return 1;
+#endif
+}
+#endif /* OFF_FOLIO_MEMCG_DATA */
+
+#endif /* CT_COMMON_H */

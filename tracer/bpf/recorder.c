@@ -1,0 +1,814 @@
+/* The recorder's one BPF program: the shared part, the tracepoint and
+ * raw-tracepoint variants (in this file because BCC only generates the
+ * `args` structs of TRACEPOINT_PROBEs written in the main file), then the
+ * kprobe and fentry variants. Every variant is off unless the catalogue
+ * enables it with -D; trial attaches compile this file with one variant.
+ *
+ * Tracepoint and raw-tracepoint variants (tried first: stable, no kprobes).
+ * Each define's value is the variant's probe id. Raw tracepoints get their
+ * TP_PROTO arguments in ctx->args[]; the argument counts that vary by kernel
+ * come from BTF (btf_trace_<name> typedefs) as CT_RAW_*_NARGS. */
+#include "common.h"
+
+/* ==== transport, drop counter, scope ==================================== */
+#ifdef CT_PERF
+BPF_PERF_OUTPUT(events);
+#else
+#ifndef CT_RB_PAGES
+#define CT_RB_PAGES 8192
+#endif
+BPF_RINGBUF_OUTPUT(events, CT_RB_PAGES);
+#endif
+
+/* Events the transport refused (ring full): BCC's ring buffer has no lost
+ * callback, so the count is kept here, per CPU, and read by the recorder. */
+BPF_PERCPU_ARRAY(drops, u64, 1);
+
+/* Scope: allowed memcg ids (cgroup ids) and thread-group ids. */
+BPF_HASH(scope_memcg, u64, u8, 256);
+BPF_HASH(scope_tgid, u32, u8, 65536);
+
+/* Emit a record; count it as dropped when the transport has no room.
+ * BPF_RB_NO_WAKEUP: the recorder polls every ~10 ms, a wakeup per event
+ * would slow the traced task ~4x (docs/bcc-here.md §4). A function, not a
+ * macro: BCC cannot rewrite map calls inside macros. */
+static __always_inline void ct_emit(void *ctx, struct ct_event *e)
+{
+#ifdef CT_PERF
+    int rc = events.perf_submit(ctx, e, sizeof(*e));
+#else
+    int rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
+#endif
+    if (rc != 0) {
+        int k = 0;
+        u64 *c = drops.lookup(&k);
+        if (c)
+            *c += 1;
+    }
+}
+#define CT_EMIT(ctxp, ep) ct_emit((void *)(ctxp), (ep))
+
+static __always_inline void ct_fill(struct ct_event *e, u16 kind, u16 probe)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    e->ts_ns = bpf_ktime_get_ns();
+    e->pid = id >> 32;
+    e->tid = (u32)id;
+    e->cpu = bpf_get_smp_processor_id();
+    e->kind = kind;
+    e->probe = probe;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+}
+
+static __always_inline int ct_memcg_ok(u64 memcg)
+{
+#ifdef CT_SCOPE_ALL
+    return 1;
+#else
+    return memcg != 0 && scope_memcg.lookup(&memcg) != NULL;
+#endif
+}
+
+static __always_inline int ct_task_ok(void)
+{
+#ifdef CT_SCOPE_ALL
+    return 1;
+#else
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    return scope_tgid.lookup(&tgid) != NULL;
+#endif
+}
+
+
+/* ---- fault: exceptions:page_fault_user (x86) ---------------------------- */
+#ifdef CT_TP_FAULT
+TRACEPOINT_PROBE(exceptions, page_fault_user)
+{
+    if (!ct_task_ok())
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_fault, CT_TP_FAULT);
+    e.addr = args->address;
+    e.value = args->error_code;
+    CT_EMIT(args, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_RAW_FAULT
+/* TP_PROTO(unsigned long address, struct pt_regs *regs, unsigned long error_code) */
+RAW_TRACEPOINT_PROBE(page_fault_user)
+{
+    if (!ct_task_ok())
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_fault, CT_RAW_FAULT);
+    e.addr = ctx->args[0];
+    e.value = ctx->args[2];
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- page_migration: migrate:mm_migrate_pages ---------------------------- */
+/* System-wide on purpose: compaction/NUMA run in kcompactd/kworker context
+ * and are rare (hundreds per compaction run). */
+#ifdef CT_TP_MIGRATE
+TRACEPOINT_PROBE(migrate, mm_migrate_pages)
+{
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_page_migration, CT_TP_MIGRATE);
+    e.value = args->succeeded;
+    e.ret = args->failed;
+    e.item = args->reason;
+    CT_EMIT(args, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_RAW_MIGRATE
+/* TP_PROTO(succeeded, failed, thp_succeeded, thp_failed, thp_split,
+ * [large_folio_split (v6.12),] mode, reason): reason is always last. */
+RAW_TRACEPOINT_PROBE(mm_migrate_pages)
+{
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_page_migration, CT_RAW_MIGRATE);
+    e.value = ctx->args[0];
+    e.ret = ctx->args[1];
+    e.item = (int)ctx->args[CT_RAW_MIGRATE_NARGS - 1];
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- memcg_stat: memcg:* counter tracepoints (v6.16+) -------------------- */
+/* "memcg: add tracepoints for memcg stat updates" (v6.16). id is the cgroup
+ * id; item is the numeric enum index, named in Python from BTF. */
+#define CT_MEMCG_TP(name, define)                                               \
+    TRACEPOINT_PROBE(memcg, name)                                               \
+    {                                                                           \
+        if (!ct_memcg_ok(args->id))                                             \
+            return 0;                                                           \
+        struct ct_event e = {};                                                 \
+        ct_fill(&e, CT_KIND_memcg_stat, define);                                \
+        e.memcg = args->id;                                                     \
+        e.item = args->item;                                                    \
+        e.value = (s64)args->val;                                               \
+        CT_EMIT(args, &e);                                                      \
+        return 0;                                                               \
+    }
+
+#ifdef CT_TP_MEMCG_EVENTS
+CT_MEMCG_TP(count_memcg_events, CT_TP_MEMCG_EVENTS)
+#endif
+#ifdef CT_TP_MEMCG_LRUVEC
+CT_MEMCG_TP(mod_memcg_lruvec_state, CT_TP_MEMCG_LRUVEC)
+#endif
+#ifdef CT_TP_MEMCG_STATE
+CT_MEMCG_TP(mod_memcg_state, CT_TP_MEMCG_STATE)
+#endif
+
+#ifdef OFF_FOLIO_MEMCG_DATA
+/* TP_PROTO(struct mem_cgroup *memcg, int item, <int|unsigned long> val) */
+#define CT_MEMCG_RAW(name, define, valtype)                                     \
+    RAW_TRACEPOINT_PROBE(name)                                                  \
+    {                                                                           \
+        u64 id = ct_memcg_id((const void *)ctx->args[0]);                       \
+        if (!ct_memcg_ok(id))                                                   \
+            return 0;                                                           \
+        struct ct_event e = {};                                                 \
+        ct_fill(&e, CT_KIND_memcg_stat, define);                                \
+        e.memcg = id;                                                           \
+        e.item = (int)ctx->args[1];                                             \
+        e.value = (s64)(valtype)ctx->args[2];                                   \
+        CT_EMIT(ctx, &e);                                                       \
+        return 0;                                                               \
+    }
+#ifdef CT_RAW_MEMCG_EVENTS
+CT_MEMCG_RAW(count_memcg_events, CT_RAW_MEMCG_EVENTS, unsigned long)
+#endif
+#ifdef CT_RAW_MEMCG_LRUVEC
+CT_MEMCG_RAW(mod_memcg_lruvec_state, CT_RAW_MEMCG_LRUVEC, int)
+#endif
+#ifdef CT_RAW_MEMCG_STATE
+CT_MEMCG_RAW(mod_memcg_state, CT_RAW_MEMCG_STATE, int)
+#endif
+#endif
+
+/* ---- fork / exit: keep the tgid scope closed under fork ----------------- */
+static __always_inline void ct_scope_add_child(u32 child)
+{
+#ifndef CT_SCOPE_ALL
+    u8 one = 1;
+    scope_tgid.update(&child, &one);
+#endif
+}
+
+#ifdef CT_TP_FORK
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    /* current is the forking task; parent_pid would be its tid. */
+    if (!ct_task_ok())
+        return 0;
+    u32 child = args->child_pid;
+    ct_scope_add_child(child);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_fork, CT_TP_FORK);
+    e.value = child;
+    CT_EMIT(args, &e);
+    return 0;
+}
+#endif
+
+#if defined(CT_RAW_FORK) && defined(OFF_TASK_PID)
+/* TP_PROTO(struct task_struct *parent, struct task_struct *child) */
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    if (!ct_task_ok())
+        return 0;
+    u32 child = 0;
+    bpf_probe_read_kernel(&child, sizeof(child), (const char *)ctx->args[1] + OFF_TASK_PID);
+    ct_scope_add_child(child);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_fork, CT_RAW_FORK);
+    e.value = child;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_TP_EXIT
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    if (!ct_task_ok())
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_exit, CT_TP_EXIT);
+#ifdef CT_EXIT_HAS_GROUP_DEAD
+    /* group_dead is feature-detected from the format file (present on 6.18). */
+    e.value = args->group_dead ? 1 : 0;
+#else
+    /* Older kernels: the leader's exit approximates the group's end. */
+    e.value = e.pid == e.tid;
+#endif
+    CT_EMIT(args, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_RAW_EXIT
+/* TP_PROTO(struct task_struct *p[, bool group_dead]); count from BTF */
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+    if (!ct_task_ok())
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_exit, CT_RAW_EXIT);
+#if defined(CT_RAW_EXIT_NARGS) && CT_RAW_EXIT_NARGS >= 2
+    e.value = ctx->args[1] ? 1 : 0;
+#else
+    e.value = e.pid == e.tid;
+#endif
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ==== kprobe / kretprobe variants ====================================== */
+/* kprobe/kretprobe variants: folio-level charge events (kernel-facts §2).
+ *
+ * Functions are named by role; tracer/catalogue.py attaches each to the
+ * symbol of the running kernel's era (e.g. ct_kp_charge to
+ * __mem_cgroup_charge on 5.16+, mem_cgroup_charge on 5.8-5.14). Every memcg
+ * is read FROM THE FOLIO (memcg_data), never from current, so uncharges done
+ * by other tasks (reclaim, exit of another process, RCU) are attributed
+ * right. Needs OFF_* (BTF or real headers). */
+
+#ifdef OFF_FOLIO_MEMCG_DATA
+
+struct ct_stash {
+    u64 a, b, c, d;
+};
+
+static __always_inline void ct_emit_folio(struct pt_regs *ctx, u16 kind, u16 probe,
+                                          const void *folio, u64 memcg)
+{
+    struct ct_event e = {};
+    ct_fill(&e, kind, probe);
+    e.folio = (u64)folio;
+    e.nr_pages = ct_folio_nr(folio);
+    e.memcg = memcg;
+    CT_EMIT(ctx, &e);
+}
+
+/* ---- charge: kretprobe, folio stashed at entry --------------------------- */
+#ifdef CT_KP_CHARGE
+BPF_HASH(stash_charge, u64, u64, 4096);
+
+/* __mem_cgroup_charge(folio, mm, gfp) 5.16+ / mem_cgroup_charge(page, mm, gfp)
+ * 5.8-5.14: the folio/page is the first argument in every era. */
+int ct_kp_charge(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    u64 folio = PT_REGS_PARM1(ctx);
+    stash_charge.update(&key, &folio);
+    return 0;
+}
+
+int ct_kret_charge(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    u64 *folio = stash_charge.lookup(&key);
+    if (!folio)
+        return 0;
+    const void *f = (const void *)*folio;
+    stash_charge.delete(&key);
+    long ret = PT_REGS_RC(ctx);
+    u64 memcg = ct_folio_memcg(f);
+    /* A failed charge leaves no memcg on the folio: keep it for the scope's
+     * own tasks (R2: failed charges have no effect, but are evidence). */
+    if (!ct_memcg_ok(memcg) && !(ret != 0 && ct_task_ok()))
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_charge, CT_KP_CHARGE);
+    e.folio = (u64)f;
+    e.nr_pages = ct_folio_nr(f);
+    e.memcg = ret == 0 ? memcg : 0;
+    e.ret = ret;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- uncharge: one row per folio ---------------------------------------- */
+#ifdef CT_KP_UNCHARGE
+/* __mem_cgroup_uncharge(folio) */
+int ct_kp_uncharge(struct pt_regs *ctx)
+{
+    const void *f = (const void *)PT_REGS_PARM1(ctx);
+    u64 memcg = ct_folio_memcg(f);
+    if (!ct_memcg_ok(memcg))
+        return 0;
+    ct_emit_folio(ctx, CT_KIND_uncharge, CT_KP_UNCHARGE, f, memcg);
+    return 0;
+}
+#endif
+
+#ifdef CT_KP_UNCHARGE_LIST
+/* __mem_cgroup_uncharge_list(struct list_head *page_list), 5.15-6.8: the
+ * folios are chained through folio->lru. Bounded walk (the verifier needs a
+ * bound; callers pass at most a pagevec/mmu_gather batch). */
+#define CT_UNCHARGE_LIST_MAX 512
+int ct_kp_uncharge_list(struct pt_regs *ctx)
+{
+    const char *head = (const char *)PT_REGS_PARM1(ctx);
+    const char *node = NULL;
+    bpf_probe_read_kernel(&node, sizeof(node), head); /* head->next */
+    for (int i = 0; i < CT_UNCHARGE_LIST_MAX; i++) {
+        if (!node || node == head)
+            break;
+        const void *f = node - OFF_FOLIO_LRU;
+        u64 memcg = ct_folio_memcg(f);
+        if (ct_memcg_ok(memcg))
+            ct_emit_folio(ctx, CT_KIND_uncharge, CT_KP_UNCHARGE_LIST, f, memcg);
+        bpf_probe_read_kernel(&node, sizeof(node), node);
+    }
+    return 0;
+}
+#endif
+
+#ifdef CT_KP_UNCHARGE_FOLIOS
+/* __mem_cgroup_uncharge_folios(struct folio_batch *fbatch), 6.9+ ("mm:
+ * remove use of folio list from folios_put()"): folios[0..nr). */
+#define CT_FBATCH_MAX 32
+int ct_kp_uncharge_folios(struct pt_regs *ctx)
+{
+    const char *fb = (const char *)PT_REGS_PARM1(ctx);
+    unsigned char nr = 0;
+    bpf_probe_read_kernel(&nr, sizeof(nr), fb + OFF_FBATCH_NR);
+    for (int i = 0; i < CT_FBATCH_MAX; i++) {
+        if (i >= nr)
+            break;
+        const void *f = NULL;
+        bpf_probe_read_kernel(&f, sizeof(f), fb + OFF_FBATCH_FOLIOS + i * sizeof(void *));
+        u64 memcg = ct_folio_memcg(f);
+        if (ct_memcg_ok(memcg))
+            ct_emit_folio(ctx, CT_KIND_uncharge, CT_KP_UNCHARGE_FOLIOS, f, memcg);
+    }
+    return 0;
+}
+#endif
+
+/* ---- transfer / replace: old's memcg at entry, new's at return ---------- */
+#if defined(CT_KP_TRANSFER) || defined(CT_KP_REPLACE)
+static __always_inline void ct_pair_entry(struct pt_regs *ctx, struct ct_stash *s)
+{
+    s->a = PT_REGS_PARM1(ctx);
+    s->b = PT_REGS_PARM2(ctx);
+    s->c = ct_folio_memcg((const void *)s->a);
+}
+
+static __always_inline void ct_pair_return(struct pt_regs *ctx, struct ct_stash *s, u16 kind,
+                                           u16 probe)
+{
+    struct ct_event e = {};
+    e.folio = s->a;
+    e.folio_new = s->b;
+    e.memcg = s->c;
+    e.memcg_new = ct_folio_memcg((const void *)e.folio_new);
+    if (!ct_memcg_ok(e.memcg) && !ct_memcg_ok(e.memcg_new))
+        return;
+    ct_fill(&e, kind, probe);
+    e.nr_pages = ct_folio_nr((const void *)e.folio_new);
+    CT_EMIT(ctx, &e);
+}
+#endif
+
+#ifdef CT_KP_TRANSFER
+/* mem_cgroup_migrate(old, new): force-charge <= 6.6, transfer >= 6.7
+ * (85ce2c517ade "memcontrol: only transfer the memcg data for migration"). */
+BPF_HASH(stash_transfer, u64, struct ct_stash, 4096);
+int ct_kp_transfer(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash s = {};
+    ct_pair_entry(ctx, &s);
+    stash_transfer.update(&key, &s);
+    return 0;
+}
+int ct_kret_transfer(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *p = stash_transfer.lookup(&key);
+    if (!p)
+        return 0;
+    struct ct_stash s = *p;
+    stash_transfer.delete(&key);
+    ct_pair_return(ctx, &s, CT_KIND_transfer, CT_KP_TRANSFER);
+    return 0;
+}
+#endif
+
+#ifdef CT_KP_REPLACE
+/* mem_cgroup_replace_folio(old, new), 6.7+ (same commit): force-charges new. */
+BPF_HASH(stash_replace, u64, struct ct_stash, 4096);
+int ct_kp_replace(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash s = {};
+    ct_pair_entry(ctx, &s);
+    stash_replace.update(&key, &s);
+    return 0;
+}
+int ct_kret_replace(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *p = stash_replace.lookup(&key);
+    if (!p)
+        return 0;
+    struct ct_stash s = *p;
+    stash_replace.delete(&key);
+    ct_pair_return(ctx, &s, CT_KIND_replace, CT_KP_REPLACE);
+    return 0;
+}
+#endif
+
+/* ---- device_free --------------------------------------------------------- */
+#ifdef CT_KP_DEVICE_FREE
+/* free_zone_device_folio(folio) 6.10+, free_zone_device_page(page) 5.18-6.9,
+ * free_devmap_managed_page(page) <= 5.17 (kernel-facts §1.7). value = the
+ * refcount at entry: 0 in the >= 5.18 convention, 1 before. */
+int ct_kp_device_free(struct pt_regs *ctx)
+{
+    const char *f = (const char *)PT_REGS_PARM1(ctx);
+    u64 memcg = ct_folio_memcg(f);
+    if (!ct_memcg_ok(memcg) && !ct_task_ok())
+        return 0;
+    int refs = -1;
+    bpf_probe_read_kernel(&refs, sizeof(refs), f + OFF_PAGE_REFCOUNT);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_free, CT_KP_DEVICE_FREE);
+    e.folio = (u64)f;
+    e.nr_pages = ct_folio_nr(f);
+    e.memcg = memcg;
+    e.value = refs;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- migrate_vma / migrate_device --------------------------------------- */
+#define MIGRATE_PFN_VALID 1UL
+#define MIGRATE_PFN_MIGRATE 2UL
+/* Entries of src[] inspected at return; larger calls report value = -1. */
+#define CT_SRC_MAX 4096
+#define CT_SRC_CHUNK 8
+
+/* Count src[] entries with VALID|MIGRATE both set (a source folio that is
+ * still migrating = one charge transfer expected). -1 if too long. */
+static __always_inline s64 ct_count_migrating(const unsigned long *src, u64 npages)
+{
+    if (npages > CT_SRC_MAX)
+        return -1;
+    s64 n = 0;
+    for (int c = 0; c < CT_SRC_MAX / CT_SRC_CHUNK; c++) {
+        if ((u64)c * CT_SRC_CHUNK >= npages)
+            break;
+        unsigned long buf[CT_SRC_CHUNK] = {};
+        bpf_probe_read_kernel(buf, sizeof(buf), src + c * CT_SRC_CHUNK);
+#pragma unroll
+        for (int j = 0; j < CT_SRC_CHUNK; j++) {
+            if ((u64)(c * CT_SRC_CHUNK + j) < npages &&
+                (buf[j] & (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE)) ==
+                    (MIGRATE_PFN_VALID | MIGRATE_PFN_MIGRATE))
+                n++;
+        }
+    }
+    return n;
+}
+
+static __always_inline int ct_mvma_emit(struct pt_regs *ctx, u16 kind, u16 probe, s32 item,
+                                        u64 start, u64 npages, s64 value, s64 ret)
+{
+    struct ct_event e = {};
+    ct_fill(&e, kind, probe);
+    e.item = item;
+    e.addr = start;
+    e.nr_pages = npages;
+    e.value = value;
+    e.ret = ret;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+
+/* item: 0 = migrate_vma_*, 1 = migrate_device_* (named in Python). */
+#if defined(CT_KP_MVMA_SETUP) || defined(CT_KP_MVMA_PAGES) || defined(CT_KP_MDEV_RANGE) || defined(CT_KP_MDEV_PAGES)
+BPF_HASH(stash_mvma, u64, struct ct_stash, 4096);
+static __always_inline void ct_mvma_stash(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash s = {};
+    s.a = PT_REGS_PARM1(ctx);
+    s.b = PT_REGS_PARM2(ctx);
+    s.c = PT_REGS_PARM3(ctx);
+    stash_mvma.update(&key, &s);
+}
+#endif
+
+#ifdef CT_KP_MVMA_SETUP
+/* migrate_vma_setup(struct migrate_vma *args) 5.4+ */
+int ct_kp_mvma_setup(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mvma_setup(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    const char *mv = (const char *)s->a;
+    stash_mvma.delete(&key);
+    unsigned long start = 0, npages = 0, cpages = 0;
+    bpf_probe_read_kernel(&start, sizeof(start), mv + OFF_MVMA_START);
+    bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
+    bpf_probe_read_kernel(&cpages, sizeof(cpages), mv + OFF_MVMA_CPAGES);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_setup, CT_KP_MVMA_SETUP, 0, start, npages, cpages,
+                        (long)PT_REGS_RC(ctx));
+}
+#endif
+
+#ifdef CT_KP_MVMA_PAGES
+/* migrate_vma_pages(struct migrate_vma *migrate): src[] read at return */
+int ct_kp_mvma_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mvma_pages(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    const char *mv = (const char *)s->a;
+    stash_mvma.delete(&key);
+    const unsigned long *src = NULL;
+    unsigned long npages = 0;
+    bpf_probe_read_kernel(&src, sizeof(src), mv + OFF_MVMA_SRC);
+    bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_pages, CT_KP_MVMA_PAGES, 0, 0, npages,
+                        ct_count_migrating(src, npages), 0);
+}
+#endif
+
+#ifdef CT_KP_MVMA_FINALIZE
+/* migrate_vma_finalize(struct migrate_vma *migrate) */
+int ct_kp_mvma_finalize(struct pt_regs *ctx)
+{
+    const char *mv = (const char *)PT_REGS_PARM1(ctx);
+    unsigned long npages = 0;
+    bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_finalize, CT_KP_MVMA_FINALIZE, 0, 0, npages, 0, 0);
+}
+#endif
+
+#ifdef CT_KP_MDEV_RANGE
+/* migrate_device_range(unsigned long *src_pfns, unsigned long start, unsigned
+ * long npages), 6.1+ (e778406b40db): addr = first pfn, value = -1 (the
+ * function returns int and fills src_pfns; counted at migrate_device_pages). */
+int ct_kp_mdev_range(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mdev_range(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    u64 start = s->b, npages = s->c;
+    stash_mvma.delete(&key);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_setup, CT_KP_MDEV_RANGE, 1, start, npages, -1,
+                        (long)PT_REGS_RC(ctx));
+}
+#endif
+
+#ifdef CT_KP_MDEV_PAGES
+/* migrate_device_pages(unsigned long *src_pfns, unsigned long *dst_pfns,
+ * unsigned long npages), 6.1+ */
+int ct_kp_mdev_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kret_mdev_pages(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    const unsigned long *src = (const unsigned long *)s->a;
+    u64 npages = s->c;
+    stash_mvma.delete(&key);
+    return ct_mvma_emit(ctx, CT_KIND_migrate_pages, CT_KP_MDEV_PAGES, 1, 0, npages,
+                        ct_count_migrating(src, npages), 0);
+}
+#endif
+
+#ifdef CT_KP_MDEV_FINALIZE
+/* migrate_device_finalize(src_pfns, dst_pfns, npages), 6.1+ */
+int ct_kp_mdev_finalize(struct pt_regs *ctx)
+{
+    return ct_mvma_emit(ctx, CT_KIND_migrate_finalize, CT_KP_MDEV_FINALIZE, 1, 0,
+                        PT_REGS_PARM3(ctx), 0, 0);
+}
+#endif
+
+/* ---- device_fault: the driver's migrate_to_ram, or do_swap_page ---------- */
+#ifdef CT_KP_DEVICE_FAULT
+/* dmirror_devmem_fault(struct vm_fault *vmf) (lib/test_hmm.c) or
+ * do_swap_page(struct vm_fault *vmf): addr = vmf->address. do_swap_page also
+ * sees real swap-ins; the driver callback is preferred when it exists. */
+BPF_HASH(stash_dfault, u64, u64, 4096);
+int ct_kp_device_fault(struct pt_regs *ctx)
+{
+    if (!ct_task_ok())
+        return 0;
+    const char *vmf = (const char *)PT_REGS_PARM1(ctx);
+    u64 key = bpf_get_current_pid_tgid();
+    u64 one = 1;
+    stash_dfault.update(&key, &one);
+    unsigned long addr = 0;
+    bpf_probe_read_kernel(&addr, sizeof(addr), vmf + OFF_VMF_ADDRESS);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_fault, CT_KP_DEVICE_FAULT);
+    e.addr = addr;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+int ct_kret_device_fault(struct pt_regs *ctx)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    if (!stash_dfault.lookup(&key))
+        return 0;
+    stash_dfault.delete(&key);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_fault_done, CT_KP_DEVICE_FAULT);
+    e.ret = (long)PT_REGS_RC(ctx);
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+/* ---- fault fallback: handle_mm_fault(vma, address, flags, regs) --------- */
+#ifdef CT_KP_FAULT
+int ct_kp_fault(struct pt_regs *ctx)
+{
+    if (!ct_task_ok())
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_fault, CT_KP_FAULT);
+    e.addr = PT_REGS_PARM2(ctx);
+    e.value = PT_REGS_PARM3(ctx);
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#endif /* OFF_FOLIO_MEMCG_DATA */
+
+/* ==== fentry / fexit variants ========================================== */
+/* fentry/fexit variants (BPF_PROG_TYPE_TRACING): cheaper than kprobes and
+ * give the return value and the arguments together at fexit. Each program
+ * is bound to one BTF function, so the symbol is part of the source; only
+ * the 6.9+ names are offered (older eras fall back to kprobes, whose symbol
+ * is chosen at attach time). Args are declared as void * because the stub
+ * headers have no struct definitions. */
+
+#ifdef OFF_FOLIO_MEMCG_DATA
+
+#ifdef CT_FE_FAULT
+KFUNC_PROBE(handle_mm_fault, void *vma, unsigned long address, unsigned int flags)
+{
+    if (!ct_task_ok())
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_fault, CT_FE_FAULT);
+    e.addr = address;
+    e.value = flags;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_FE_CHARGE
+KRETFUNC_PROBE(__mem_cgroup_charge, void *folio, void *mm, unsigned int gfp, int ret)
+{
+    u64 memcg = ct_folio_memcg(folio);
+    if (!ct_memcg_ok(memcg) && !(ret != 0 && ct_task_ok()))
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_charge, CT_FE_CHARGE);
+    e.folio = (u64)folio;
+    e.nr_pages = ct_folio_nr(folio);
+    e.memcg = ret == 0 ? memcg : 0;
+    e.ret = ret;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_FE_UNCHARGE
+KFUNC_PROBE(__mem_cgroup_uncharge, void *folio)
+{
+    u64 memcg = ct_folio_memcg(folio);
+    if (!ct_memcg_ok(memcg))
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_uncharge, CT_FE_UNCHARGE);
+    e.folio = (u64)folio;
+    e.nr_pages = ct_folio_nr(folio);
+    e.memcg = memcg;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_FE_TRANSFER
+/* old's memcg must be read at entry: a >= 6.7 transfer clears it. */
+BPF_HASH(fe_transfer_old, u64, u64, 4096);
+KFUNC_PROBE(mem_cgroup_migrate, void *old, void *new)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    u64 memcg = ct_folio_memcg(old);
+    fe_transfer_old.update(&key, &memcg);
+    return 0;
+}
+KRETFUNC_PROBE(mem_cgroup_migrate, void *old, void *new)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    u64 *old_memcg = fe_transfer_old.lookup(&key);
+    if (!old_memcg)
+        return 0;
+    struct ct_event e = {};
+    e.memcg = *old_memcg;
+    fe_transfer_old.delete(&key);
+    e.memcg_new = ct_folio_memcg(new);
+    if (!ct_memcg_ok(e.memcg) && !ct_memcg_ok(e.memcg_new))
+        return 0;
+    ct_fill(&e, CT_KIND_transfer, CT_FE_TRANSFER);
+    e.folio = (u64)old;
+    e.folio_new = (u64)new;
+    e.nr_pages = ct_folio_nr(new);
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#ifdef CT_FE_DEVICE_FREE
+KFUNC_PROBE(free_zone_device_folio, void *folio)
+{
+    u64 memcg = ct_folio_memcg(folio);
+    if (!ct_memcg_ok(memcg) && !ct_task_ok())
+        return 0;
+    int refs = -1;
+    bpf_probe_read_kernel(&refs, sizeof(refs), (const char *)folio + OFF_PAGE_REFCOUNT);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_free, CT_FE_DEVICE_FREE);
+    e.folio = (u64)folio;
+    e.nr_pages = ct_folio_nr(folio);
+    e.memcg = memcg;
+    e.value = refs;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
+#endif /* OFF_FOLIO_MEMCG_DATA */

@@ -1,0 +1,150 @@
+"""Memory cgroups for recording scopes: find, create, sample, settle, remove.
+
+Supports the memory controller on cgroup v1 (``/sys/fs/cgroup/memory``, as on
+the machine this was written on) and on cgroup v2. A memcg's id is the inode
+number of its cgroup directory (= kernfs id = the memcg:* tracepoints' id).
+A fresh scope cgroup is created *under the recorder's own memcg*
+(``<own>/chargetrace-<pid>``) so that it inherits the recorder's limits and
+needs no write access elsewhere. v2 limits: creating a child needs
+``+memory`` in the parent's ``cgroup.subtree_control``, which the kernel
+refuses while the parent itself holds processes; then this raises.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from chargetrace.traces import ChargetraceError
+
+__all__ = ["Memcg", "memcg_mount", "memcg_of_pid", "memcg_at", "create_child"]
+
+
+@dataclass(frozen=True)
+class Memcg:
+    """A memory cgroup directory."""
+
+    path: Path
+    version: int  # 1 or 2
+
+    @property
+    def id(self) -> int:
+        """cgroup id = directory inode."""
+        return os.stat(self.path).st_ino
+
+    @property
+    def usage_file(self) -> str:
+        return "memory.usage_in_bytes" if self.version == 1 else "memory.current"
+
+    def usage(self) -> int:
+        return int((self.path / self.usage_file).read_text().split()[0])
+
+    def procs(self) -> list[int]:
+        try:
+            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def add_pid(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def settle(self) -> str:
+        """Drain what is left charged (page cache, per-CPU stock) after the
+        tasks exited; returns the method for ``scope.settled`` ("" = none)."""
+        try:
+            if self.version == 1:
+                (self.path / "memory.force_empty").write_text("0\n")
+                return "force_empty"
+            usage = self.usage()
+            if usage:
+                (self.path / "memory.reclaim").write_text(f"{usage}\n")
+            return "reclaim"
+        except OSError:
+            # EAGAIN/EBUSY: v2 reclaim could not reach the target; say so.
+            return ""
+
+    def remove(self, timeout: float = 2.0) -> bool:
+        """rmdir, retrying while exiting tasks still hold it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.rmdir(self.path)
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(mount point, fs type, super options) from /proc/self/mountinfo."""
+    out = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fields, rfields = left.split(), right.split()
+            if len(fields) >= 5 and len(rfields) >= 3:
+                out.append((fields[4], rfields[0], rfields[2]))
+    return out
+
+
+def memcg_mount() -> tuple[Path, int]:
+    """Where the memory controller is mounted and its cgroup version."""
+    for point, fstype, opts in _mounts():
+        if fstype == "cgroup" and "memory" in opts.split(","):
+            return Path(point), 1
+    for point, fstype, _ in _mounts():
+        if fstype == "cgroup2":
+            controllers = Path(point) / "cgroup.controllers"
+            try:
+                if "memory" in controllers.read_text().split():
+                    return Path(point), 2
+            except OSError:
+                continue
+    raise ChargetraceError("no memory cgroup controller is mounted (cgroup v1 memory or v2 with memory)")
+
+
+def memcg_of_pid(pid: int | str = "self") -> Memcg:
+    """The memory cgroup of a process."""
+    root, version = memcg_mount()
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError as exc:
+        raise ChargetraceError(f"process {pid}: cannot read its cgroup ({exc.strerror})") from None
+    for line in text.splitlines():
+        hid, controllers, path = line.split(":", 2)
+        if version == 1 and "memory" in controllers.split(","):
+            return Memcg(root / path.lstrip("/"), 1)
+        if version == 2 and hid == "0":
+            return Memcg(root / path.lstrip("/"), 2)
+    raise ChargetraceError(f"process {pid}: no memory cgroup in /proc/{pid}/cgroup")
+
+
+def memcg_at(path: str | os.PathLike[str]) -> Memcg:
+    """A memory cgroup given by directory (absolute, or relative to the mount)."""
+    root, version = memcg_mount()
+    p = Path(path)
+    if not p.is_absolute() or not p.exists():
+        p = root / str(path).lstrip("/")
+    if not (p / "cgroup.procs").exists():
+        raise ChargetraceError(f"{path}: not a memory cgroup directory (under {root})")
+    return Memcg(p, version)
+
+
+def create_child(parent: Memcg, name: str) -> Memcg:
+    """mkdir a fresh child memcg (the scope of ``record -- CMD``)."""
+    path = parent.path / name
+    try:
+        if parent.version == 2:
+            ctl = parent.path / "cgroup.subtree_control"
+            if "memory" not in ctl.read_text().split():
+                ctl.write_text("+memory\n")
+        path.mkdir()
+    except OSError as exc:
+        raise ChargetraceError(f"cannot create memory cgroup {path} ({exc.strerror or exc})") from None
+    return Memcg(path, parent.version)
