@@ -270,8 +270,13 @@ def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jo
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items()))
     click.echo(f"hmm-tests: rc {res.hmm_rc}, {res.hmm.summary}, totals {res.hmm.totals}, "
                f"device_private pass {dp['pass']} fail {dp['fail']} skip {dp['skip']}")
-    if res.trace is not None:
-        click.echo(f"trace: {res.trace}")
+    if res.summary is not None:
+        click.echo(f"trace: {res.trace}: {res.summary.events} events, drops {res.summary.drops}, "
+                   f"era {res.summary.era.get('migrate')}")
+        click.echo("kinds: " + ", ".join(f"{k} {n}" for k, n in res.summary.kinds.items()))
+    if res.replay is not None:
+        click.echo(f"replay: {res.replay['verdict']} ({res.replay['seconds']}s; "
+                   f"{len(res.replay['violations'])} violations, {len(res.replay['inconclusive'])} inconclusive)")
     click.echo(f"results: {res.run_dir / 'result.json'}")
     for p in res.problems:
         click.echo(f"problem: {p}", err=True)

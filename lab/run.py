@@ -62,6 +62,7 @@ class LabResult:
     dmesg: list[str] = field(default_factory=list)
     trace: Path | None = None
     summary: TraceSummary | None = None
+    replay: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -205,6 +206,22 @@ def _check_trace(cfg: LabConfig, res: LabResult) -> None:
         res.problems.append(f"the recorder dropped {s.drops} events")
     if s.missing_kinds:
         res.problems.append(f"no {', '.join(s.missing_kinds)} events in {res.trace.name}")
+    res.replay = _replay(res.trace)
+    if res.replay["verdict"] != "balanced":
+        res.problems.append(f"replay verdict {res.replay['verdict']}: {len(res.replay['violations'])} violation(s)"
+                            f", {len(res.replay['inconclusive'])} inconclusive")
+
+
+def _replay(trace: Path) -> dict[str, Any]:
+    # The host-side check of the guest's trace: the same code as `chargetrace replay --json`.
+    from chargetrace.replay import replay
+    from chargetrace.traces import read_trace
+
+    t0 = time.monotonic()
+    report = replay(read_trace(trace)).to_json()
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    (trace.parent / "replay.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
 
 
 def clean_cache(cfg: LabConfig, *, kernels: bool = True, rootfs: bool = False, runs: bool = True) -> list[Path]:

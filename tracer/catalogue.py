@@ -377,14 +377,88 @@ def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant) -> str | None:
             bpf.cleanup()
 
 
+def _batch_trial(bcc: Any, kernel: KernelInfo, candidates: list[Variant]) -> dict[int, str | None] | None:
+    """Compile ``candidates`` as ONE program, load and attach them all.
+
+    Returns variant pid -> None (attached) or why its kprobe did not attach; None
+    when the combined program does not compile or load (the caller then tries
+    variant by variant). One compile instead of one per variant: under QEMU TCG
+    each BCC compile takes 20-60 s, so per-variant trials took > 10 min.
+    """
+    if not candidates:
+        return {}
+    flags = compile_cflags(kernel, candidates, [f"-DCT_RB_PAGES={_TRIAL_RB_PAGES}", "-DCT_SCOPE_ALL=1"])
+    with capture_stderr():
+        try:
+            bpf = bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags)
+        except Exception:  # bcc raises bare Exception for everything
+            return None
+    out: dict[int, str | None] = {}
+    try:
+        for v in candidates:
+            out[v.pid] = None
+            for kind, sym, fn in v.attach:
+                with capture_stderr() as lines:
+                    try:
+                        bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
+                    except Exception as exc:
+                        out[v.pid] = f"kprobe: {fn} rejected by the verifier ({_first_error(lines, exc)})"
+                        break
+                with capture_stderr() as lines:
+                    try:
+                        if kind == "kprobe":
+                            bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
+                        else:
+                            bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
+                    except Exception as exc:
+                        out[v.pid] = _attach_reason(kernel, kind, sym, lines, exc)
+                        break
+        return out
+    finally:
+        with capture_stderr():
+            bpf.cleanup()
+
+
 def choose_probes(bcc: Any, kernel: KernelInfo, only: set[str] | None = None) -> list[Choice]:
-    """Trial-attach the catalogue in order; one :class:`Choice` per event."""
+    """Trial-attach the catalogue in order; one :class:`Choice` per event.
+
+    Fast path: each event's first variant that passes its precheck is tried in
+    one combined program (:func:`_batch_trial`); events whose candidate fails
+    there, and every event when the combined program does not load, fall back
+    to trying their variants one by one, in catalogue order.
+    """
+    events = [e for e in CATALOGUE if only is None or e.name in only]
+    first: dict[str, tuple[int, Variant]] = {}
+    early: dict[str, list[str]] = {}
+    for event in events:
+        reasons: list[str] = []
+        for i, variant in enumerate(event.variants):
+            pre = variant.precheck(kernel)
+            if pre is None:
+                first[event.name] = (i, variant)
+                break
+            reasons.append(pre)
+        early[event.name] = reasons
+    batch = _batch_trial(bcc, kernel, [v for _, v in first.values()])
+
     choices = []
-    for event in CATALOGUE:
-        if only is not None and event.name not in only:
-            continue
+    for event in events:
         choice = Choice(event.name, event.kind, None)
-        for variant in event.variants:
+        start = 0
+        if batch is not None:
+            choice.reasons.extend(early[event.name])
+            if event.name not in first:
+                choices.append(choice)
+                continue
+            i, cand = first[event.name]
+            reason = batch.get(cand.pid)
+            if reason is None:
+                choice.variant = cand
+                choices.append(choice)
+                continue
+            choice.reasons.append(reason)
+            start = i + 1
+        for variant in event.variants[start:]:
             reason = trial_attach(bcc, kernel, variant)
             if reason is None:
                 choice.variant = variant

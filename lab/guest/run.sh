@@ -15,8 +15,13 @@ echo $? > insmod.rc
 ls -l /dev/hmm_dmirror* > devices.txt 2>&1
 stamp insmod
 cat /sys/fs/cgroup/cgroup.controllers > controllers.txt
+# A slow guest (TCG) is opaque from the host: leave a process snapshot every 30 s.
+( while sleep 30; do echo "== $(cut -d' ' -f1 /proc/uptime)"; ps -eo etime,time,pcpu,args --sort=-pcpu | head -6; done ) \
+    > /lab/out/ps.txt 2>&1 &
+MONITOR=$!
 # hmm-tests creates O_TMPFILE files in /tmp (tmpfs); run it from there.
 cd /tmp
+export PYTHONUNBUFFERED=1
 if [ "$MODE" = record ]; then
     chargetrace record -o "/lab/out/$TRACE" --ringbuf-mb "$RINGBUF_MB" -- /lab/hmm-tests \
         > /lab/out/hmm-tests.log 2> /lab/out/record.err
@@ -25,6 +30,7 @@ else
     /lab/hmm-tests > /lab/out/hmm-tests.log 2>&1
     echo $? > /lab/out/hmm-tests.rc
 fi
+kill $MONITOR 2>/dev/null
 cd /lab/out
 stamp hmm-tests
 dmesg > dmesg.txt
