@@ -79,3 +79,16 @@ def test_combined_compile_failure_tries_each_variant(tmp_path: Path) -> None:
     assert bcc.compiles > 2
     assert choices["charge"].variant is not None
     assert choices["transfer"].variant is None
+
+
+def test_raw_tp_of_a_missing_event_is_skipped_without_btf(tmp_path: Path) -> None:
+    # 6.1 has no memcg:* events: without BTF the raw_tp variants must fail their
+    # precheck, not the combined trial program.
+    kernel = _kernel(tmp_path, _SYMS_61)
+    (kernel.tracefs / "events" / "sched" / "sched_process_exit").mkdir(parents=True)
+    bcc = _FakeBcc()
+    choices = {c.event: c for c in choose_probes(bcc, kernel)}
+    assert bcc.compiles == 1
+    assert choices["memcg_events"].variant is None
+    assert any("no count_memcg_events event in tracefs" in r for r in choices["memcg_events"].reasons)
+    assert choices["exit"].variant is not None and choices["exit"].variant.probe == "raw_tp:sched_process_exit"

@@ -96,6 +96,11 @@ def _raw(event: str, define: str, *, needs_folio: bool = False, **kw: Any) -> Va
     def pre(k: KernelInfo, e: str = event) -> str | None:
         if k.btf is not None and k.raw_tp_nargs(e) is None:
             return f"raw_tp: no btf_trace_{e} in BTF"
+        # Without BTF, tracefs says whether the event exists (the catalogue's raw
+        # tracepoints are all TRACE_EVENTs); trying a missing one would make the
+        # combined trial program (_batch_trial) fail to load as a whole.
+        if k.btf is None and (k.tracefs / "events").is_dir() and not any((k.tracefs / "events").glob(f"*/{e}")):
+            return f"raw_tp: no {e} event in tracefs (and no BTF)"
         if needs_folio and not k.can_read_folios:
             return "raw_tp: struct offsets unknown (no BTF, no headers)"
         return None

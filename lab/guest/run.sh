@@ -22,6 +22,13 @@ MONITOR=$!
 # hmm-tests creates O_TMPFILE files in /tmp (tmpfs); run it from there.
 cd /tmp
 export PYTHONUNBUFFERED=1
+# BCC unpacks /sys/kernel/kheaders.tar.xz into a fresh temp dir for EVERY
+# compile (tens of seconds of xz under TCG); unpack it once and point BCC at it.
+if [ -e /sys/kernel/kheaders.tar.xz ]; then
+    mkdir -p /tmp/kheaders && tar -xf /sys/kernel/kheaders.tar.xz -C /tmp/kheaders \
+        && export BCC_KERNEL_SOURCE=/tmp/kheaders
+fi
+stamp kheaders
 if [ "$MODE" = record ]; then
     chargetrace record -o "/lab/out/$TRACE" --ringbuf-mb "$RINGBUF_MB" -- /lab/hmm-tests \
         > /lab/out/hmm-tests.log 2> /lab/out/record.err
