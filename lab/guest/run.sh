@@ -5,7 +5,7 @@
 set -u
 . /lab/job.env
 cd /lab/out
-stamp() { echo "$1 $(cut -d' ' -f1 /proc/uptime)" >> steps.txt; }
+stamp() { echo "$1 $(cut -d' ' -f1 /proc/uptime)" >> /lab/out/steps.txt; }
 : > steps.txt
 stamp start
 uname -r > uname.txt
