@@ -70,6 +70,8 @@ class Variant:
     precheck: Callable[[KernelInfo], str | None] = field(default=lambda k: None, compare=False)
     #: Probe id (position in :data:`VARIANTS` + 1), set below.
     pid: int = 0
+    #: Reads kernel structs by offset (folio, memcg, task, ...).
+    reads_structs: bool = False
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -93,6 +95,7 @@ def _tp(category: str, event: str, define: str, **kw: Any) -> Variant:
 
 
 def _raw(event: str, define: str, *, needs_folio: bool = False, **kw: Any) -> Variant:
+    kw.setdefault("reads_structs", needs_folio)
     def pre(k: KernelInfo, e: str = event) -> str | None:
         if k.btf is not None and k.raw_tp_nargs(e) is None:
             return f"raw_tp: no btf_trace_{e} in BTF"
@@ -113,7 +116,7 @@ def _fentry(fn: str, define: str, *, ret: bool = False, **kw: Any) -> Variant:
             return "fentry: struct offsets unknown"
         return None
 
-    return Variant("fentry", define, f"{'fexit' if ret else 'fentry'}:{fn}", precheck=pre, **kw)
+    return Variant("fentry", define, f"{'fexit' if ret else 'fentry'}:{fn}", precheck=pre, reads_structs=True, **kw)
 
 
 def _kprobe(sym: str, define: str, entry: str | None, ret: str | None, **kw: Any) -> Variant:
@@ -131,7 +134,7 @@ def _kprobe(sym: str, define: str, entry: str | None, ret: str | None, **kw: Any
         return None
 
     probe = f"{'kretprobe' if ret else 'kprobe'}:{sym}"
-    return Variant("kprobe", define, probe, attach=tuple(attach), precheck=pre, **kw)
+    return Variant("kprobe", define, probe, attach=tuple(attach), precheck=pre, reads_structs=True, **kw)
 
 
 def _nargs(event: str, define: str) -> Callable[[KernelInfo], list[str]]:
@@ -292,7 +295,8 @@ def variant_cflags(kernel: KernelInfo, variant: Variant) -> list[str]:
 
 
 def compile_cflags(kernel: KernelInfo, variants: list[Variant], extra: list[str]) -> list[str]:
-    flags = [f"-I{BPF_DIR}", *kernel.base_cflags(), *extra]
+    folio_reads = any(v.reads_structs for v in variants)
+    flags = [f"-I{BPF_DIR}", *kernel.base_cflags(folio_reads), *extra]
     for v in variants:
         flags += variant_cflags(kernel, v)
     return flags

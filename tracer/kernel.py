@@ -114,9 +114,14 @@ class KernelInfo:
         """Folio-level probes can read memcg_data (BTF offsets or real headers)."""
         return self.headers.real or all(k in self.offsets for k in REQUIRED_FOLIO_OFFSETS)
 
-    def base_cflags(self) -> list[str]:
+    def base_cflags(self, folio_reads: bool = False) -> list[str]:
+        """-D flags every compile gets. ``folio_reads``: the program reads
+        kernel structs; without BTF offsets it then includes the real headers
+        and uses offsetof (only then: a header that does not compile must not
+        take the tracepoint variants down with it)."""
         flags = [f"-D{k}={v}" for k, v in self.offsets.items()]
-        if self.headers.real:
+        have_btf_offsets = all(k in self.offsets for k in REQUIRED_FOLIO_OFFSETS)
+        if folio_reads and not have_btf_offsets and self.headers.real:
             flags.append("-DCT_REAL_HEADERS=1")
         return flags
 

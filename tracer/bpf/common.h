@@ -48,6 +48,13 @@
 #define OFF_VMF_ADDRESS offsetof(struct vm_fault, address)
 #define OFF_PAGE_FLAGS offsetof(struct page, flags)
 #define CT_PG_HEAD PG_head
+/* Folio order byte: folio->_folio_order until "mm: reimplement folio_order()
+ * and folio_nr_pages()" (v6.6), then the low byte of folio->_flags_1. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
+#define OFF_FOLIO_ORDER offsetof(struct folio, _folio_order)
+#else
+#define OFF_FOLIO_ORDER offsetof(struct folio, _flags_1)
+#endif
 #endif
 #endif
 
