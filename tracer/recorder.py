@@ -46,7 +46,7 @@ from .catalogue import (
     compile_cflags,
     item_tables,
 )
-from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid
+from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid, remove_stale_children
 from .decode import EVENT_SIZE, decode
 from .headers import ensure_tracefs, resolve_headers
 from .kernel import KernelInfo, detect_era
@@ -265,6 +265,7 @@ class Recording:
         if scope_kind == "command":
             scope.command = list(cfg.command)
             own = memcg_of_pid("self")
+            remove_stale_children(own)
             self._cgroup = create_child(own, f"chargetrace-{os.getpid()}")
             self._created_cgroup = True
             scope.fresh = True

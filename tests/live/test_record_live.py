@@ -200,3 +200,31 @@ def test_perf_buffer_fallback_delivers_the_same(tmp_path: Path, workload: Path) 
     buffer_charges, _extras = _classify_charges(df, run.workload)
     assert buffer_charges == N
     assert _stat(df, "PGPGOUT") == _stat(df, "PGPGIN")
+
+
+def test_sigkill_keeps_closed_segments_readable(tmp_path: Path, workload: Path) -> None:
+    trace = tmp_path / "kill.parquet"
+    proc = subprocess.Popen(cli("record", "--quiet", "-o", str(trace), "--", str(workload), "4096", "1000000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("pid=")
+        pid = int(line.split()[0].split("=")[1])
+        time.sleep(3.5)  # > the writer's 2 s segment interval
+    finally:
+        proc.kill()
+        proc.wait()
+    # the workload died with the recorder (PR_SET_PDEATHSIG)
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()
+    partial = tmp_path / "kill.parquet.partial"
+    t = read_trace(partial)
+    assert (t.table.to_pandas().kind == "fault").sum() > 0
+    # the next recording removes the killed recorder's empty scope cgroup
+    stale = Path(t.meta.scope.cgroup_path)
+    assert stale.exists()
+    assert record(tmp_path, "--events", "fault", "--", "true", name="next.parquet").returncode == 0
+    assert not stale.exists()
