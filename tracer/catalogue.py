@@ -342,40 +342,52 @@ def attach_kprobes(bpf: Any, bcc: Any, variant: Variant) -> None:
             bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
 
 
-def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant) -> str | None:
-    """Compile, load and attach ``variant`` alone; None on success, else why not."""
+def _compile(bcc: Any, kernel: KernelInfo, variants: list[Variant]) -> tuple[Any, list[str], BaseException | None]:
+    flags = compile_cflags(kernel, variants, [f"-DCT_RB_PAGES={_TRIAL_RB_PAGES}", "-DCT_SCOPE_ALL=1"])
+    with capture_stderr() as lines:
+        try:
+            return bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags), lines, None
+        except Exception as exc:  # bcc raises bare Exception for everything
+            return None, lines, exc
+
+
+def _try_kprobes(bpf: Any, bcc: Any, kernel: KernelInfo, variant: Variant) -> str | None:
+    """Load (verifier) and attach one kprobe variant's functions in ``bpf``."""
+    for _kind, _sym, fn in variant.attach:
+        with capture_stderr() as lines:
+            try:
+                bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
+            except Exception as exc:
+                return f"kprobe: {fn} rejected by the verifier ({_first_error(lines, exc)})"
+    for kind, sym, fn in variant.attach:
+        with capture_stderr() as lines:
+            try:
+                if kind == "kprobe":
+                    bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
+                else:
+                    bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
+            except Exception as exc:
+                return _attach_reason(kernel, kind, sym, lines, exc)
+    return None
+
+
+def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant, shared: Any = None) -> str | None:
+    """Compile, load and attach ``variant`` alone; None on success, else why not.
+
+    ``shared``: an already compiled program holding this kprobe variant's
+    functions (kprobe programs load one by one, so one compile can serve
+    every kprobe trial; tracepoint, raw-tp and fentry programs are loaded and
+    attached all at once by BCC and need a compile each)."""
     pre = variant.precheck(kernel)
     if pre:
         return pre
-    flags = compile_cflags(kernel, [variant], [f"-DCT_RB_PAGES={_TRIAL_RB_PAGES}", "-DCT_SCOPE_ALL=1"])
-    bpf = None
-    with capture_stderr() as lines:
-        try:
-            bpf = bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags)
-        except Exception as exc:  # bcc raises bare Exception for everything
-            err: BaseException | None = exc
-        else:
-            err = None
+    if shared is not None and variant.attach:
+        return _try_kprobes(shared, bcc, kernel, variant)
+    bpf, lines, err = _compile(bcc, kernel, [variant])
     if err is not None:
         return _load_reason(variant, lines, err)
     try:
-        if variant.attach:
-            for kind, sym, fn in variant.attach:
-                with capture_stderr() as lines:
-                    try:
-                        bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
-                    except Exception as exc:
-                        return f"kprobe: {fn} rejected by the verifier ({_first_error(lines, exc)})"
-            for kind, sym, fn in variant.attach:
-                with capture_stderr() as lines:
-                    try:
-                        if kind == "kprobe":
-                            bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
-                        else:
-                            bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
-                    except Exception as exc:
-                        return _attach_reason(kernel, kind, sym, lines, exc)
-        return None
+        return _try_kprobes(bpf, bcc, kernel, variant) if variant.attach else None
     finally:
         with capture_stderr():
             bpf.cleanup()
@@ -383,18 +395,32 @@ def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant) -> str | None:
 
 def choose_probes(bcc: Any, kernel: KernelInfo, only: set[str] | None = None) -> list[Choice]:
     """Trial-attach the catalogue in order; one :class:`Choice` per event."""
+    events = [e for e in CATALOGUE if only is None or e.name in only]
+    # One compile for every kprobe variant that passes its precheck (one per
+    # C section); if that compile fails, each variant is tried alone.
+    sections: dict[str, Variant] = {}
+    for e in events:
+        for v in e.variants:
+            if v.attach and v.define not in sections and v.precheck(kernel) is None:
+                sections[v.define] = v
+    shared = None
+    if sections:
+        shared, _lines, _err = _compile(bcc, kernel, list(sections.values()))
     choices = []
-    for event in CATALOGUE:
-        if only is not None and event.name not in only:
-            continue
-        choice = Choice(event.name, event.kind, None)
-        for variant in event.variants:
-            reason = trial_attach(bcc, kernel, variant)
-            if reason is None:
-                choice.variant = variant
-                break
-            choice.reasons.append(reason)
-        choices.append(choice)
+    try:
+        for event in events:
+            choice = Choice(event.name, event.kind, None)
+            for variant in event.variants:
+                reason = trial_attach(bcc, kernel, variant, shared)
+                if reason is None:
+                    choice.variant = variant
+                    break
+                choice.reasons.append(reason)
+            choices.append(choice)
+    finally:
+        if shared is not None:
+            with capture_stderr():
+                shared.cleanup()
     return choices
 
 
