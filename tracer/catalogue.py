@@ -269,9 +269,11 @@ class Choice:
     reasons: list[str] = field(default_factory=list)
 
     def as_meta(self) -> dict[str, Any]:
+        # "kind": the schema kind the event's rows carry (several catalogue
+        # events, e.g. memcg_events/memcg_state, emit one kind).
         if self.variant is not None:
-            return {"event": self.event, "probe": self.variant.probe, "how": self.variant.how}
-        return {"event": self.event, "probe": None, "how": None, "reason": "; ".join(self.reasons)}
+            return {"event": self.event, "kind": self.kind, "probe": self.variant.probe, "how": self.variant.how}
+        return {"event": self.event, "kind": self.kind, "probe": None, "how": None, "reason": "; ".join(self.reasons)}
 
 
 @contextlib.contextmanager
