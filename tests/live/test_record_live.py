@@ -228,3 +228,23 @@ def test_sigkill_keeps_closed_segments_readable(tmp_path: Path, workload: Path) 
     assert stale.exists()
     assert record(tmp_path, "--events", "fault", "--", "true", name="next.parquet").returncode == 0
     assert not stale.exists()
+
+
+def test_pid_scope_with_duration(tmp_path: Path, workload: Path) -> None:
+    target = subprocess.Popen([str(workload), "256", "100000000"], stdout=subprocess.PIPE, text=True)
+    try:
+        w = {k: int(v, 0) for k, v in (kv.split("=") for kv in target.stdout.readline().split())}
+        run = record(tmp_path, "-p", str(target.pid), "--duration", "2", "--events", "fault,memcg_events")
+    finally:
+        target.kill()
+        target.wait()
+    assert run.returncode == 0, run.stderr
+    t = read_trace(run.trace)
+    df = t.table.to_pandas()
+    assert t.meta.scope.kind == "pid" and t.meta.scope.pid == target.pid
+    assert t.meta.scope.memcg == w["memcg"] and not t.meta.scope.fresh
+    assert t.meta.provenance["stopped_by"] == "duration"
+    faults = df[df.kind == "fault"]
+    assert len(faults) > 256 and set(faults.pid) == {target.pid}
+    stats = df[df.kind == "memcg_stat"]
+    assert len(stats) > 0 and set(stats.memcg) == {w["memcg"]}
