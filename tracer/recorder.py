@@ -12,12 +12,17 @@ attached: ``scope.fresh``), ``pid``, ``cgroup`` and ``system``. Folio-level
 rows and memcg counters are filtered in BPF by memcg id (read from the folio
 or the tracepoint), faults/fork/exit by the scope's thread groups, closed
 under fork. Limits: ``--cgroup`` seeds the thread groups from cgroup.procs
-at start only (plus their forks); ``page_migration`` is recorded system-wide.
+at start only (plus their forks); ``-p`` follows the memcg the process was in
+at start (a later move is not followed); ``page_migration`` is recorded
+system-wide. A recorder killed with SIGKILL keeps the segments already
+written (``<out>.partial/``); its command dies with it (PR_SET_PDEATHSIG) and
+the next recording removes its empty scope cgroup.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import os
 import queue
 import shutil
@@ -54,7 +59,10 @@ from .transport import Transport, ringbuf_pages
 
 __all__ = ["RecordConfig", "Recording", "RecordResult", "probe_table", "VERSION"]
 
-VERSION = "0.1.0"
+try:
+    VERSION = importlib.metadata.version("chargetrace")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "0.1.0"
 # Decode when this many bytes are buffered or this much time passed.
 _DECODE_BYTES = 1 << 20
 _DECODE_SECONDS = 0.25
@@ -227,14 +235,14 @@ class Recording:
         try:
             self._start()
         except BaseException:
-            self._teardown(failed=True)
+            self._teardown()
             self._restore_signals()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self._teardown(failed=exc[0] is not None)
+            self._teardown()
         finally:
             self._restore_signals()
 
@@ -295,7 +303,7 @@ class Recording:
             raise ChargetraceError(f"the recorder's BPF program does not load: {self._compile_error}")
         for v in chosen:
             if v.attach:
-                with capture_stderr() as lines:
+                with capture_stderr():
                     try:
                         attach_kprobes(self._bpf, bcc, v)
                     except Exception as exc:
@@ -506,7 +514,7 @@ class Recording:
         self.meta.provenance["stopped_by"] = self._stop_reason
 
     # -- teardown ----------------------------------------------------------
-    def _teardown(self, failed: bool) -> None:
+    def _teardown(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
