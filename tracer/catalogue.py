@@ -395,8 +395,13 @@ def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant, shared: Any = N
             bpf.cleanup()
 
 
-def choose_probes(bcc: Any, kernel: KernelInfo, only: set[str] | None = None) -> list[Choice]:
-    """Trial-attach the catalogue in order; one :class:`Choice` per event."""
+def choose_probes(
+    bcc: Any, kernel: KernelInfo, only: set[str] | None = None, skip_how: frozenset[str] = frozenset()
+) -> list[Choice]:
+    """Trial-attach the catalogue in order; one :class:`Choice` per event.
+
+    ``skip_how``: attach kinds not to use (``tracepoint``, ...), to exercise
+    the fallbacks on a kernel where the preferred probes work."""
     events = [e for e in CATALOGUE if only is None or e.name in only]
     # One compile for every kprobe variant that passes its precheck (one per
     # C section); if that compile fails, each variant is tried alone.
@@ -413,6 +418,9 @@ def choose_probes(bcc: Any, kernel: KernelInfo, only: set[str] | None = None) ->
         for event in events:
             choice = Choice(event.name, event.kind, None)
             for variant in event.variants:
+                if variant.how in skip_how:
+                    choice.reasons.append(f"{variant.how}: skipped (--skip-how)")
+                    continue
                 reason = trial_attach(bcc, kernel, variant, shared)
                 if reason is None:
                     choice.variant = variant

@@ -87,6 +87,8 @@ class RecordConfig:
     settle_wait: float = 0.2
     #: Restrict to these logical events (names in tracer/catalogue.py).
     events: set[str] | None = None
+    #: Attach kinds not to use (exercises the fallbacks, e.g. raw_tp).
+    skip_how: frozenset[str] = frozenset()
     #: Command line to store as provenance (the CLI passes sys.argv).
     argv: list[str] = field(default_factory=list)
 
@@ -260,7 +262,7 @@ class Recording:
         bcc, kernel = _setup_kernel()
         self._bcc, self._kernel = bcc, kernel
         era = detect_era(kernel)
-        choices = choose_probes(bcc, kernel, cfg.events)
+        choices = choose_probes(bcc, kernel, cfg.events, cfg.skip_how)
         chosen = [c.variant for c in choices if c.variant is not None]
         if not chosen:
             raise ChargetraceError("no probe attaches on this kernel; see `chargetrace probes`")

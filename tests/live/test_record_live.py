@@ -248,3 +248,25 @@ def test_pid_scope_with_duration(tmp_path: Path, workload: Path) -> None:
     assert len(faults) > 256 and set(faults.pid) == {target.pid}
     stats = df[df.kind == "memcg_stat"]
     assert len(stats) > 0 and set(stats.memcg) == {w["memcg"]}
+
+
+def test_raw_tracepoint_fallback_reads_memcg_ids_from_struct_offsets(tmp_path: Path, workload: Path) -> None:
+    """Without tracepoints the raw_tp variants read mem_cgroup->css.cgroup->kn->id
+    by BTF offsets (the chain the folio kprobes use): the same exact figures."""
+    run = record(tmp_path, "--skip-how", "tracepoint", "--events", "fault,memcg_events,exit", "--",
+                 str(workload), str(N))
+    assert run.returncode == 0, run.stderr
+    t = read_trace(run.trace)
+    df = t.table.to_pandas()
+    used = {p["event"]: p["probe"] for p in t.meta.probes}
+    assert used == {"fault": "raw_tp:page_fault_user", "memcg_events": "raw_tp:count_memcg_events",
+                    "exit": "raw_tp:sched_process_exit"}
+    w = run.workload
+    assert len(_buffer_faults(df, w)) == N
+    stats = df[df.kind == "memcg_stat"]
+    assert set(stats.memcg) == {w["memcg"]}
+    assert set(stats["item"]) >= {"PGPGIN", "PGPGOUT", "PGFAULT"}
+    buffer_charges, _extras = _classify_charges(df, w)
+    assert buffer_charges == N
+    assert _stat(df, "PGPGOUT") == _stat(df, "PGPGIN")
+    assert (df[df.kind == "exit"].value == 1).any()
