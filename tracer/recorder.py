@@ -311,9 +311,9 @@ class Recording:
                     except Exception as exc:
                         raise ChargetraceError(f"{v.probe}: attach failed after a good trial ({exc})") from None
         for mid in memcgs:
-            self._bpf["scope_memcg"][ctypes.c_ulonglong(mid)] = ctypes.c_ubyte(1)
+            self._bpf[b"scope_memcg"][ctypes.c_ulonglong(mid)] = ctypes.c_ubyte(1)
         for tgid in tgids:
-            self._bpf["scope_tgid"][ctypes.c_uint(tgid)] = ctypes.c_ubyte(1)
+            self._bpf[b"scope_tgid"][ctypes.c_uint(tgid)] = ctypes.c_ubyte(1)
         # The perf fallback gets the same total memory, split per CPU.
         self._transport = Transport(self._bpf, perf=perf, perf_pages=ringbuf_pages(cfg.ringbuf_mb / kernel.ncpus),
                                     ring_bytes=ringbuf_pages(cfg.ringbuf_mb) * 4096)
@@ -374,7 +374,7 @@ class Recording:
                 )
             except OSError as exc:
                 raise ChargetraceError(f"{self.config.command[0]}: cannot start ({exc.strerror})") from None
-            self._bpf["scope_tgid"][ctypes.c_uint(self._proc.pid)] = ctypes.c_ubyte(1)
+            self._bpf[b"scope_tgid"][ctypes.c_uint(self._proc.pid)] = ctypes.c_ubyte(1)
             self._cgroup.add_pid(self._proc.pid)
             # Opening for write succeeds once the shell has opened for read.
             while True:
