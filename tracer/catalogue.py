@@ -457,7 +457,11 @@ def item_tables(kernel: KernelInfo) -> dict[int, dict[int, str]]:
     tables: dict[int, dict[int, str]] = {}
     for v in VARIANTS:
         table: dict[int, str] = {}
-        for enum_name in v.item_enum:
+        if v.item_enum == _REASON:
+            # The tracepoint's own names ("syscall_or_cpuset"), as perf and
+            # trace_pipe print them; BTF's MR_* names are the fallback.
+            table.update(kernel.tracepoint_symbols("migrate", "mm_migrate_pages", "reason"))
+        for enum_name in v.item_enum if not table else ():
             if kernel.btf is None or not kernel.btf.has_enum(enum_name):
                 continue
             names = _enum_names(kernel.btf.enum(enum_name), enum_name == "migrate_reason")

@@ -8,6 +8,7 @@ decision names the kernel commit that changed the behaviour.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -134,6 +135,19 @@ class KernelInfo:
         except OSError:
             return False
         return any(line.strip().startswith("field:") and f" {name};" in line for line in text.splitlines())
+
+    def tracepoint_symbols(self, category: str, event: str, name: str) -> dict[int, str]:
+        """value -> name from ``__print_symbolic(REC->name, {0, "x"}, ...)`` in
+        the format file's print fmt (names without BTF, e.g. on a kernel
+        built without CONFIG_DEBUG_INFO_BTF)."""
+        try:
+            text = (self.tracefs / "events" / category / event / "format").read_text()
+        except OSError:
+            return {}
+        m = re.search(rf"__print_symbolic\(REC->{re.escape(name)},(.*?)\)(?:,|$)", text, re.S)
+        if not m:
+            return {}
+        return {int(v, 0): n for v, n in re.findall(r'\{\s*(-?(?:0x)?[0-9a-fA-F]+)\s*,\s*"([^"]*)"\s*\}', m.group(1))}
 
     def raw_tp_nargs(self, name: str) -> int | None:
         return self.btf.raw_tp_nargs(name) if self.btf is not None else None
