@@ -198,9 +198,10 @@ def record(output: Path, pid: int | None, cgroup: str | None, duration: float | 
     if config.scope_kind == "system" and duration is None:
         click.echo("chargetrace: recording system-wide until Ctrl-C", err=True)
     with Recording(config) as rec:
-        for p in rec.meta.probes:
-            if p["probe"] is None:
-                click.echo(f"chargetrace: no probe for {p['event']}: {p['reason']}", err=True)
+        missing = [p["event"] for p in rec.meta.probes if p["probe"] is None]
+        if missing:
+            click.echo(f"chargetrace: no probe on this kernel for {', '.join(missing)} "
+                       f"(why: `chargetrace probes`; also in the trace's metadata)", err=True)
         result = rec.run()
     if not quiet and sys.stderr.isatty():
         click.echo("", err=True)
