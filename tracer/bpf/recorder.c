@@ -692,15 +692,17 @@ int ct_kret_device_fault(struct pt_regs *ctx)
 #endif
 
 /* ---- fault fallback: handle_mm_fault(vma, address, flags, regs) --------- */
+/* value = the equivalent x86 error code (ct_fault_code); user faults only. */
 #ifdef CT_KP_FAULT
 int ct_kp_fault(struct pt_regs *ctx)
 {
-    if (!ct_task_ok())
+    s64 code = ct_fault_code(PT_REGS_PARM3(ctx));
+    if (code < 0 || !ct_task_ok())
         return 0;
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_fault, CT_KP_FAULT);
     e.addr = PT_REGS_PARM2(ctx);
-    e.value = PT_REGS_PARM3(ctx);
+    e.value = code;
     CT_EMIT(ctx, &e);
     return 0;
 }
@@ -721,12 +723,13 @@ int ct_kp_fault(struct pt_regs *ctx)
 #ifdef CT_FE_FAULT
 KFUNC_PROBE(handle_mm_fault, void *vma, unsigned long address, unsigned int flags)
 {
-    if (!ct_task_ok())
+    s64 code = ct_fault_code(flags);
+    if (code < 0 || !ct_task_ok())
         return 0;
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_fault, CT_FE_FAULT);
     e.addr = address;
-    e.value = flags;
+    e.value = code;
     CT_EMIT(ctx, &e);
     return 0;
 }
