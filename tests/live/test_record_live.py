@@ -210,17 +210,19 @@ def test_sigkill_keeps_closed_segments_readable(tmp_path: Path, workload: Path) 
         line = proc.stdout.readline()
         assert line.startswith("pid=")
         pid = int(line.split()[0].split("=")[1])
-        time.sleep(3.5)  # > the writer's 2 s segment interval
+        # wait for the first closed segment (written every ~2 s; later on a loaded machine)
+        partial = tmp_path / "kill.parquet.partial"
+        deadline = time.monotonic() + 60
+        while not list(partial.glob("seg-*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         proc.kill()
         proc.wait()
     # the workload died with the recorder (PR_SET_PDEATHSIG)
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists():
-            break
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists()
-    partial = tmp_path / "kill.parquet.partial"
     t = read_trace(partial)
     assert (t.table.to_pandas().kind == "fault").sum() > 0
     # the next recording removes the killed recorder's empty scope cgroup
