@@ -179,24 +179,29 @@ def anonymize(trace: Path, out: Path) -> None:
 @click.option("--transport", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto", show_default=True)
 @click.option("--events", default=None, help="Comma-separated logical events to record (default: all).")
 @click.option("--quiet", is_flag=True, help="No status line.")
+@click.option("--skip-how", multiple=True, type=click.Choice(["tracepoint", "raw_tp", "fentry", "kprobe"]),
+              hidden=True, help="Do not use this attach kind (tests the fallbacks).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @user_errors
 def record(output: Path, pid: int | None, cgroup: str | None, duration: float | None, ringbuf_mb: float,
-           transport: str, events: str | None, quiet: bool, command: tuple[str, ...]) -> None:
+           transport: str, events: str | None, quiet: bool, skip_how: tuple[str, ...],
+           command: tuple[str, ...]) -> None:
     """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide."""
     from chargetrace.tracer.recorder import RecordConfig, Recording
 
     config = RecordConfig(
         output=output, command=list(command), pid=pid, cgroup=cgroup, duration=duration,
         ringbuf_mb=ringbuf_mb, transport=transport, status=not quiet,
-        events=set(events.split(",")) if events else None, argv=["chargetrace", *sys.argv[1:]],
+        events=set(events.split(",")) if events else None, skip_how=frozenset(skip_how),
+        argv=["chargetrace", *sys.argv[1:]],
     )
     if config.scope_kind == "system" and duration is None:
         click.echo("chargetrace: recording system-wide until Ctrl-C", err=True)
     with Recording(config) as rec:
-        for p in rec.meta.probes:
-            if p["probe"] is None:
-                click.echo(f"chargetrace: no probe for {p['event']}: {p['reason']}", err=True)
+        missing = [p["event"] for p in rec.meta.probes if p["probe"] is None]
+        if missing:
+            click.echo(f"chargetrace: no probe on this kernel for {', '.join(missing)} "
+                       f"(why: `chargetrace probes`; also in the trace's metadata)", err=True)
         result = rec.run()
     if not quiet and sys.stderr.isatty():
         click.echo("", err=True)

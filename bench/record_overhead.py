@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def main() -> None:
         trace.unlink()
         print(f"run {i}: untraced {untraced[-1] / 1e6:.1f} ms, traced {traced[-1] / 1e6:.1f} ms, "
               f"{rates[-1]:,.0f} events/s delivered, drops {drops[-1]}", file=sys.stderr)
+    shutil.rmtree(tmp, ignore_errors=True)
     mu, mt = statistics.median(untraced), statistics.median(traced)
     result = {
         "pages": args.pages, "rounds": args.rounds, "runs": args.runs, "ringbuf_mb": float(args.ringbuf_mb),

@@ -23,6 +23,17 @@ from .model import Model
 __all__ = ["Rule", "RuleContext", "Automaton"]
 
 
+#: Recorder probe-catalogue entries (``meta.probes[*].event``) that emit each
+#: kind, where their names differ from the kind.
+_PROBE_EVENTS: dict[str, tuple[str, ...]] = {
+    "memcg_stat": ("memcg_stat", "memcg_events", "memcg_lruvec_state", "memcg_state"),
+    "uncharge": ("uncharge", "uncharge_batch"),
+    "migrate_setup": ("migrate_setup", "device_range"),
+    "migrate_pages": ("migrate_pages", "device_pages"),
+    "migrate_finalize": ("migrate_finalize", "device_finalize"),
+}
+
+
 @dataclass
 class RuleContext:
     """What every rule may read: the model, the trace's metadata and era."""
@@ -32,12 +43,15 @@ class RuleContext:
     era: EraProfile
     findings: list[Finding] = field(default_factory=list)
 
-    def attached(self, event: str) -> bool:
-        """Whether the recorder attached a probe for a logical event (or the
-        trace does not say, e.g. a generated trace: then assume it did)."""
+    def attached(self, kind: str) -> bool:
+        """Whether the recorder attached a probe that emits ``kind`` rows (or
+        the trace does not say, e.g. a generated trace: then assume it did)."""
         if not self.meta.probes:
             return True
-        return any(p.get("event") == event and p.get("probe") for p in self.meta.probes)
+        names = _PROBE_EVENTS.get(kind, (kind,))
+        return any(
+            p.get("probe") and (p.get("kind") == kind or p.get("event") in names) for p in self.meta.probes
+        )
 
     @property
     def scope_memcg(self) -> int:

@@ -35,3 +35,19 @@ def test_ringbuf_pages_power_of_two() -> None:
     assert ringbuf_pages(32) == 8192
     assert ringbuf_pages(0.01) == 4  # 10 KiB -> 2.5 pages -> 4
     assert ringbuf_pages(3) == 1024
+
+
+def test_reason_names_from_a_format_file(tmp_path) -> None:
+    from chargetrace.tracer.kernel import KernelInfo
+
+    fmt = tmp_path / "events" / "migrate" / "mm_migrate_pages"
+    fmt.mkdir(parents=True)
+    (fmt / "format").write_text(
+        'print fmt: "mode=%s reason=%s", __print_symbolic(REC->mode, {0, "MIGRATE_ASYNC"}, {2, "MIGRATE_SYNC"}), '
+        '__print_symbolic(REC->reason, {0, "compaction"}, {3, "syscall_or_cpuset"}, {9, "damon"})\n'
+    )
+    k = KernelInfo("x", None, None, tmp_path)  # type: ignore[arg-type]
+    assert k.tracepoint_symbols("migrate", "mm_migrate_pages", "reason") == {
+        0: "compaction", 3: "syscall_or_cpuset", 9: "damon"}
+    assert k.tracepoint_symbols("migrate", "mm_migrate_pages", "mode") == {0: "MIGRATE_ASYNC", 2: "MIGRATE_SYNC"}
+    assert k.tracepoint_symbols("migrate", "absent", "reason") == {}

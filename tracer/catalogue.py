@@ -70,6 +70,8 @@ class Variant:
     precheck: Callable[[KernelInfo], str | None] = field(default=lambda k: None, compare=False)
     #: Probe id (position in :data:`VARIANTS` + 1), set below.
     pid: int = 0
+    #: Reads kernel structs by offset (folio, memcg, task, ...).
+    reads_structs: bool = False
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -93,6 +95,7 @@ def _tp(category: str, event: str, define: str, **kw: Any) -> Variant:
 
 
 def _raw(event: str, define: str, *, needs_folio: bool = False, **kw: Any) -> Variant:
+    kw.setdefault("reads_structs", needs_folio)
     def pre(k: KernelInfo, e: str = event) -> str | None:
         if k.btf is not None and k.raw_tp_nargs(e) is None:
             return f"raw_tp: no btf_trace_{e} in BTF"
@@ -118,7 +121,7 @@ def _fentry(fn: str, define: str, *, ret: bool = False, **kw: Any) -> Variant:
             return "fentry: struct offsets unknown"
         return None
 
-    return Variant("fentry", define, f"{'fexit' if ret else 'fentry'}:{fn}", precheck=pre, **kw)
+    return Variant("fentry", define, f"{'fexit' if ret else 'fentry'}:{fn}", precheck=pre, reads_structs=True, **kw)
 
 
 def _kprobe(sym: str, define: str, entry: str | None, ret: str | None, **kw: Any) -> Variant:
@@ -136,7 +139,7 @@ def _kprobe(sym: str, define: str, entry: str | None, ret: str | None, **kw: Any
         return None
 
     probe = f"{'kretprobe' if ret else 'kprobe'}:{sym}"
-    return Variant("kprobe", define, probe, attach=tuple(attach), precheck=pre, **kw)
+    return Variant("kprobe", define, probe, attach=tuple(attach), precheck=pre, reads_structs=True, **kw)
 
 
 def _nargs(event: str, define: str) -> Callable[[KernelInfo], list[str]]:
@@ -271,9 +274,11 @@ class Choice:
     reasons: list[str] = field(default_factory=list)
 
     def as_meta(self) -> dict[str, Any]:
+        # "kind": the schema kind the event's rows carry (several catalogue
+        # events, e.g. memcg_events/memcg_state, emit one kind).
         if self.variant is not None:
-            return {"event": self.event, "probe": self.variant.probe, "how": self.variant.how}
-        return {"event": self.event, "probe": None, "how": None, "reason": "; ".join(self.reasons)}
+            return {"event": self.event, "kind": self.kind, "probe": self.variant.probe, "how": self.variant.how}
+        return {"event": self.event, "kind": self.kind, "probe": None, "how": None, "reason": "; ".join(self.reasons)}
 
 
 @contextlib.contextmanager
@@ -297,7 +302,8 @@ def variant_cflags(kernel: KernelInfo, variant: Variant) -> list[str]:
 
 
 def compile_cflags(kernel: KernelInfo, variants: list[Variant], extra: list[str]) -> list[str]:
-    flags = [f"-I{BPF_DIR}", *kernel.base_cflags(), *extra]
+    folio_reads = any(v.reads_structs for v in variants)
+    flags = [f"-I{BPF_DIR}", *kernel.base_cflags(folio_reads), *extra]
     for v in variants:
         flags += variant_cflags(kernel, v)
     return flags
@@ -343,101 +349,127 @@ def attach_kprobes(bpf: Any, bcc: Any, variant: Variant) -> None:
             bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
 
 
-def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant) -> str | None:
-    """Compile, load and attach ``variant`` alone; None on success, else why not."""
+def _compile(bcc: Any, kernel: KernelInfo, variants: list[Variant]) -> tuple[Any, list[str], BaseException | None]:
+    flags = compile_cflags(kernel, variants, [f"-DCT_RB_PAGES={_TRIAL_RB_PAGES}", "-DCT_SCOPE_ALL=1"])
+    with capture_stderr() as lines:
+        try:
+            return bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags), lines, None
+        except Exception as exc:  # bcc raises bare Exception for everything
+            return None, lines, exc
+
+
+def _try_kprobes(bpf: Any, bcc: Any, kernel: KernelInfo, variant: Variant) -> str | None:
+    """Load (verifier) and attach one kprobe variant's functions in ``bpf``."""
+    for _kind, _sym, fn in variant.attach:
+        with capture_stderr() as lines:
+            try:
+                bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
+            except Exception as exc:
+                return f"kprobe: {fn} rejected by the verifier ({_first_error(lines, exc)})"
+    for kind, sym, fn in variant.attach:
+        with capture_stderr() as lines:
+            try:
+                if kind == "kprobe":
+                    bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
+                else:
+                    bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
+            except Exception as exc:
+                return _attach_reason(kernel, kind, sym, lines, exc)
+    return None
+
+
+def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant, shared: Any = None) -> str | None:
+    """Compile, load and attach ``variant`` alone; None on success, else why not.
+
+    ``shared``: an already compiled program holding this kprobe variant's
+    functions (kprobe programs load one by one, so one compile can serve
+    every kprobe trial; tracepoint, raw-tp and fentry programs are loaded and
+    attached all at once by BCC and need a compile each)."""
     pre = variant.precheck(kernel)
     if pre:
         return pre
-    flags = compile_cflags(kernel, [variant], [f"-DCT_RB_PAGES={_TRIAL_RB_PAGES}", "-DCT_SCOPE_ALL=1"])
-    bpf = None
-    with capture_stderr() as lines:
-        try:
-            bpf = bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags)
-        except Exception as exc:  # bcc raises bare Exception for everything
-            err: BaseException | None = exc
-        else:
-            err = None
+    if shared is not None and variant.attach:
+        return _try_kprobes(shared, bcc, kernel, variant)
+    bpf, lines, err = _compile(bcc, kernel, [variant])
     if err is not None:
         return _load_reason(variant, lines, err)
     try:
-        if variant.attach:
-            for kind, sym, fn in variant.attach:
-                with capture_stderr() as lines:
-                    try:
-                        bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
-                    except Exception as exc:
-                        return f"kprobe: {fn} rejected by the verifier ({_first_error(lines, exc)})"
-            for kind, sym, fn in variant.attach:
-                with capture_stderr() as lines:
-                    try:
-                        if kind == "kprobe":
-                            bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
-                        else:
-                            bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
-                    except Exception as exc:
-                        return _attach_reason(kernel, kind, sym, lines, exc)
-        return None
+        return _try_kprobes(bpf, bcc, kernel, variant) if variant.attach else None
     finally:
         with capture_stderr():
             bpf.cleanup()
 
 
 def _batch_trial(bcc: Any, kernel: KernelInfo, candidates: list[Variant]) -> dict[int, str | None] | None:
-    """Compile ``candidates`` as ONE program, load and attach them all.
+    """Compile ``candidates`` (tracepoints included) as ONE program, load and attach them all.
 
-    Returns variant pid -> None (attached) or why its kprobe did not attach; None
-    when the combined program does not compile or load (the caller then tries
-    variant by variant). One compile instead of one per variant: under QEMU TCG
-    each BCC compile takes 20-60 s, so per-variant trials took > 10 min.
+    Returns variant pid -> None (works) or why its kprobe did not load/attach;
+    None when the combined program does not compile or load. Under QEMU TCG one
+    BCC compile against real headers takes minutes, so the number of compiles
+    is what the trial costs (the lab measured > 10 min for per-variant trials).
     """
     if not candidates:
         return {}
-    flags = compile_cflags(kernel, candidates, [f"-DCT_RB_PAGES={_TRIAL_RB_PAGES}", "-DCT_SCOPE_ALL=1"])
-    with capture_stderr():
-        try:
-            bpf = bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags)
-        except Exception:  # bcc raises bare Exception for everything
-            return None
-    out: dict[int, str | None] = {}
+    bpf, _lines, err = _compile(bcc, kernel, candidates)
+    if err is not None:
+        return None
     try:
-        for v in candidates:
-            out[v.pid] = None
-            for kind, sym, fn in v.attach:
-                with capture_stderr() as lines:
-                    try:
-                        bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
-                    except Exception as exc:
-                        out[v.pid] = f"kprobe: {fn} rejected by the verifier ({_first_error(lines, exc)})"
-                        break
-                with capture_stderr() as lines:
-                    try:
-                        if kind == "kprobe":
-                            bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
-                        else:
-                            bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
-                    except Exception as exc:
-                        out[v.pid] = _attach_reason(kernel, kind, sym, lines, exc)
-                        break
-        return out
+        return {v.pid: (_try_kprobes(bpf, bcc, kernel, v) if v.attach else None) for v in candidates}
     finally:
         with capture_stderr():
             bpf.cleanup()
 
 
-def choose_probes(bcc: Any, kernel: KernelInfo, only: set[str] | None = None) -> list[Choice]:
+def _one_by_one(bcc: Any, kernel: KernelInfo, pending: list[tuple[LogicalEvent, Choice, int]],
+                skip_how: frozenset[str]) -> None:
+    # One compile for every remaining kprobe variant that passes its precheck
+    # (one per C section); if that compile fails, each variant is tried alone.
+    sections: dict[str, Variant] = {}
+    for e, _choice, start in pending:
+        for v in e.variants[start:]:
+            if v.attach and v.define not in sections and v.precheck(kernel) is None:
+                sections[v.define] = v
+    shared = None
+    if sections:
+        shared, _lines, _err = _compile(bcc, kernel, list(sections.values()))
+    try:
+        for event, choice, start in pending:
+            for variant in event.variants[start:]:
+                if variant.how in skip_how:
+                    choice.reasons.append(f"{variant.how}: skipped (--skip-how)")
+                    continue
+                reason = trial_attach(bcc, kernel, variant, shared)
+                if reason is None:
+                    choice.variant = variant
+                    break
+                choice.reasons.append(reason)
+    finally:
+        if shared is not None:
+            with capture_stderr():
+                shared.cleanup()
+
+
+def choose_probes(
+    bcc: Any, kernel: KernelInfo, only: set[str] | None = None, skip_how: frozenset[str] = frozenset()
+) -> list[Choice]:
     """Trial-attach the catalogue in order; one :class:`Choice` per event.
 
     Fast path: each event's first variant that passes its precheck is tried in
-    one combined program (:func:`_batch_trial`); events whose candidate fails
-    there, and every event when the combined program does not load, fall back
-    to trying their variants one by one, in catalogue order.
-    """
+    one combined program (:func:`_batch_trial`, one compile). Events whose
+    candidate fails there, and every event when the combined program does not
+    load, fall back to trying their (remaining) variants in catalogue order.
+
+    ``skip_how``: attach kinds not to use (``tracepoint``, ...), to exercise
+    the fallbacks on a kernel where the preferred probes work."""
     events = [e for e in CATALOGUE if only is None or e.name in only]
     first: dict[str, tuple[int, Variant]] = {}
     early: dict[str, list[str]] = {}
     for event in events:
         reasons: list[str] = []
         for i, variant in enumerate(event.variants):
+            if variant.how in skip_how:
+                reasons.append(f"{variant.how}: skipped (--skip-how)")
+                continue
             pre = variant.precheck(kernel)
             if pre is None:
                 first[event.name] = (i, variant)
@@ -446,30 +478,26 @@ def choose_probes(bcc: Any, kernel: KernelInfo, only: set[str] | None = None) ->
         early[event.name] = reasons
     batch = _batch_trial(bcc, kernel, [v for _, v in first.values()])
 
-    choices = []
+    choices: list[Choice] = []
+    pending: list[tuple[LogicalEvent, Choice, int]] = []
     for event in events:
         choice = Choice(event.name, event.kind, None)
-        start = 0
-        if batch is not None:
-            choice.reasons.extend(early[event.name])
-            if event.name not in first:
-                choices.append(choice)
-                continue
-            i, cand = first[event.name]
-            reason = batch.get(cand.pid)
-            if reason is None:
-                choice.variant = cand
-                choices.append(choice)
-                continue
-            choice.reasons.append(reason)
-            start = i + 1
-        for variant in event.variants[start:]:
-            reason = trial_attach(bcc, kernel, variant)
-            if reason is None:
-                choice.variant = variant
-                break
-            choice.reasons.append(reason)
         choices.append(choice)
+        if batch is None:
+            pending.append((event, choice, 0))
+            continue
+        choice.reasons.extend(early[event.name])
+        if event.name not in first:
+            continue
+        i, cand = first[event.name]
+        reason = batch[cand.pid]
+        if reason is None:
+            choice.variant = cand
+        else:
+            choice.reasons.append(reason)
+            pending.append((event, choice, i + 1))
+    if pending:
+        _one_by_one(bcc, kernel, pending, skip_how)
     return choices
 
 
@@ -496,7 +524,11 @@ def item_tables(kernel: KernelInfo) -> dict[int, dict[int, str]]:
     tables: dict[int, dict[int, str]] = {}
     for v in VARIANTS:
         table: dict[int, str] = {}
-        for enum_name in v.item_enum:
+        if v.item_enum == _REASON:
+            # The tracepoint's own names ("syscall_or_cpuset"), as perf and
+            # trace_pipe print them; BTF's MR_* names are the fallback.
+            table.update(kernel.tracepoint_symbols("migrate", "mm_migrate_pages", "reason"))
+        for enum_name in v.item_enum if not table else ():
             if kernel.btf is None or not kernel.btf.has_enum(enum_name):
                 continue
             names = _enum_names(kernel.btf.enum(enum_name), enum_name == "migrate_reason")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from chargetrace.traces import ChargetraceError
 
-__all__ = ["Memcg", "memcg_mount", "memcg_of_pid", "memcg_at", "create_child"]
+__all__ = ["Memcg", "memcg_mount", "memcg_of_pid", "memcg_at", "create_child", "remove_stale_children"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,17 @@ def create_child(parent: Memcg, name: str) -> Memcg:
     except OSError as exc:
         raise ChargetraceError(f"cannot create memory cgroup {path} ({exc.strerror or exc})") from None
     return Memcg(path, parent.version)
+
+
+def remove_stale_children(parent: Memcg, prefix: str = "chargetrace-") -> list[Path]:
+    """rmdir ``<prefix><pid>`` children left by a recorder that was killed
+    (SIGKILL skips its cleanup) when that pid is gone and the cgroup is empty."""
+    removed = []
+    for child in parent.path.glob(f"{prefix}*"):
+        pid = child.name[len(prefix):]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        memcg = Memcg(child, parent.version)
+        if not memcg.procs() and memcg.remove(timeout=0.1):
+            removed.append(child)
+    return removed

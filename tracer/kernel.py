@@ -8,6 +8,7 @@ decision names the kernel commit that changed the behaviour.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -114,9 +115,14 @@ class KernelInfo:
         """Folio-level probes can read memcg_data (BTF offsets or real headers)."""
         return self.headers.real or all(k in self.offsets for k in REQUIRED_FOLIO_OFFSETS)
 
-    def base_cflags(self) -> list[str]:
+    def base_cflags(self, folio_reads: bool = False) -> list[str]:
+        """-D flags every compile gets. ``folio_reads``: the program reads
+        kernel structs; without BTF offsets it then includes the real headers
+        and uses offsetof (only then: a header that does not compile must not
+        take the tracepoint variants down with it)."""
         flags = [f"-D{k}={v}" for k, v in self.offsets.items()]
-        if self.headers.real:
+        have_btf_offsets = all(k in self.offsets for k in REQUIRED_FOLIO_OFFSETS)
+        if folio_reads and not have_btf_offsets and self.headers.real:
             flags.append("-DCT_REAL_HEADERS=1")
         return flags
 
@@ -129,6 +135,19 @@ class KernelInfo:
         except OSError:
             return False
         return any(line.strip().startswith("field:") and f" {name};" in line for line in text.splitlines())
+
+    def tracepoint_symbols(self, category: str, event: str, name: str) -> dict[int, str]:
+        """value -> name from ``__print_symbolic(REC->name, {0, "x"}, ...)`` in
+        the format file's print fmt (names without BTF, e.g. on a kernel
+        built without CONFIG_DEBUG_INFO_BTF)."""
+        try:
+            text = (self.tracefs / "events" / category / event / "format").read_text()
+        except OSError:
+            return {}
+        m = re.search(rf"__print_symbolic\(REC->{re.escape(name)},(.*?)\)(?:,|$)", text, re.S)
+        if not m:
+            return {}
+        return {int(v, 0): n for v, n in re.findall(r'\{\s*(-?(?:0x)?[0-9a-fA-F]+)\s*,\s*"([^"]*)"\s*\}', m.group(1))}
 
     def raw_tp_nargs(self, name: str) -> int | None:
         return self.btf.raw_tp_nargs(name) if self.btf is not None else None

@@ -12,12 +12,17 @@ attached: ``scope.fresh``), ``pid``, ``cgroup`` and ``system``. Folio-level
 rows and memcg counters are filtered in BPF by memcg id (read from the folio
 or the tracepoint), faults/fork/exit by the scope's thread groups, closed
 under fork. Limits: ``--cgroup`` seeds the thread groups from cgroup.procs
-at start only (plus their forks); ``page_migration`` is recorded system-wide.
+at start only (plus their forks); ``-p`` follows the memcg the process was in
+at start (a later move is not followed); ``page_migration`` is recorded
+system-wide. A recorder killed with SIGKILL keeps the segments already
+written (``<out>.partial/``); its command dies with it (PR_SET_PDEATHSIG) and
+the next recording removes its empty scope cgroup.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import os
 import queue
 import shutil
@@ -46,7 +51,7 @@ from .catalogue import (
     compile_cflags,
     item_tables,
 )
-from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid
+from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid, remove_stale_children
 from .decode import EVENT_SIZE, decode
 from .headers import ensure_tracefs, resolve_headers
 from .kernel import KernelInfo, detect_era
@@ -54,7 +59,10 @@ from .transport import Transport, ringbuf_pages
 
 __all__ = ["RecordConfig", "Recording", "RecordResult", "probe_table", "VERSION"]
 
-VERSION = "0.1.0"
+try:
+    VERSION = importlib.metadata.version("chargetrace")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "0.1.0"
 # Decode when this many bytes are buffered or this much time passed.
 _DECODE_BYTES = 1 << 20
 _DECODE_SECONDS = 0.25
@@ -79,6 +87,8 @@ class RecordConfig:
     settle_wait: float = 0.2
     #: Restrict to these logical events (names in tracer/catalogue.py).
     events: set[str] | None = None
+    #: Attach kinds not to use (exercises the fallbacks, e.g. raw_tp).
+    skip_how: frozenset[str] = frozenset()
     #: Command line to store as provenance (the CLI passes sys.argv).
     argv: list[str] = field(default_factory=list)
 
@@ -227,14 +237,14 @@ class Recording:
         try:
             self._start()
         except BaseException:
-            self._teardown(failed=True)
+            self._teardown()
             self._restore_signals()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self._teardown(failed=exc[0] is not None)
+            self._teardown()
         finally:
             self._restore_signals()
 
@@ -252,7 +262,7 @@ class Recording:
         bcc, kernel = _setup_kernel()
         self._bcc, self._kernel = bcc, kernel
         era = detect_era(kernel)
-        choices = choose_probes(bcc, kernel, cfg.events)
+        choices = choose_probes(bcc, kernel, cfg.events, cfg.skip_how)
         chosen = [c.variant for c in choices if c.variant is not None]
         if not chosen:
             raise ChargetraceError("no probe attaches on this kernel; see `chargetrace probes`")
@@ -265,6 +275,7 @@ class Recording:
         if scope_kind == "command":
             scope.command = list(cfg.command)
             own = memcg_of_pid("self")
+            remove_stale_children(own)
             self._cgroup = create_child(own, f"chargetrace-{os.getpid()}")
             self._created_cgroup = True
             scope.fresh = True
@@ -294,15 +305,15 @@ class Recording:
             raise ChargetraceError(f"the recorder's BPF program does not load: {self._compile_error}")
         for v in chosen:
             if v.attach:
-                with capture_stderr() as lines:
+                with capture_stderr():
                     try:
                         attach_kprobes(self._bpf, bcc, v)
                     except Exception as exc:
                         raise ChargetraceError(f"{v.probe}: attach failed after a good trial ({exc})") from None
         for mid in memcgs:
-            self._bpf["scope_memcg"][ctypes.c_ulonglong(mid)] = ctypes.c_ubyte(1)
+            self._bpf[b"scope_memcg"][ctypes.c_ulonglong(mid)] = ctypes.c_ubyte(1)
         for tgid in tgids:
-            self._bpf["scope_tgid"][ctypes.c_uint(tgid)] = ctypes.c_ubyte(1)
+            self._bpf[b"scope_tgid"][ctypes.c_uint(tgid)] = ctypes.c_ubyte(1)
         # The perf fallback gets the same total memory, split per CPU.
         self._transport = Transport(self._bpf, perf=perf, perf_pages=ringbuf_pages(cfg.ringbuf_mb / kernel.ncpus),
                                     ring_bytes=ringbuf_pages(cfg.ringbuf_mb) * 4096)
@@ -363,7 +374,7 @@ class Recording:
                 )
             except OSError as exc:
                 raise ChargetraceError(f"{self.config.command[0]}: cannot start ({exc.strerror})") from None
-            self._bpf["scope_tgid"][ctypes.c_uint(self._proc.pid)] = ctypes.c_ubyte(1)
+            self._bpf[b"scope_tgid"][ctypes.c_uint(self._proc.pid)] = ctypes.c_ubyte(1)
             self._cgroup.add_pid(self._proc.pid)
             # Opening for write succeeds once the shell has opened for read.
             while True:
@@ -505,7 +516,7 @@ class Recording:
         self.meta.provenance["stopped_by"] = self._stop_reason
 
     # -- teardown ----------------------------------------------------------
-    def _teardown(self, failed: bool) -> None:
+    def _teardown(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()

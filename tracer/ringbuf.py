@@ -25,11 +25,37 @@ import numpy as np
 
 from chargetrace.traces import ChargetraceError
 
-__all__ = ["RingReader"]
+__all__ = ["RingReader", "take_records"]
 
 _HDR = 8  # struct { u32 len; u32 pg_off; } before each record
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
+
+
+def take_records(data: object, offset: int, available: int, record_size: int, max_records: int) -> tuple[bytes, int]:
+    """Committed records at ``data[offset : offset + available]``, packed.
+
+    Returns (records without headers, bytes to advance the consumer by).
+    Stops at the first record still being written (BUSY bit) or discarded;
+    a committed record of another size raises (the BPF side writes one size).
+    """
+    stride = (record_size + _HDR + 7) & ~7
+    n = min(available // stride, max_records)
+    if n <= 0:
+        return b"", 0
+    dtype = np.dtype([("len", "<u4"), ("pg_off", "<u4"), ("rec", f"V{record_size}"),
+                      ("pad", f"V{stride - _HDR - record_size}")])
+    recs = np.frombuffer(data, dtype=dtype, count=n, offset=offset)  # type: ignore[call-overload]
+    lens = recs["len"]
+    stop = np.flatnonzero(lens != record_size)
+    k = int(stop[0]) if stop.size else n
+    if k < n:
+        bad = int(lens[k])
+        if not bad & (_BUSY | _DISCARD) and bad != record_size:
+            raise ChargetraceError(f"ring buffer record of {bad} bytes, expected {record_size}")
+    out = recs["rec"][:k].tobytes()
+    del recs, lens  # no view may outlive the call (the mmap could not be closed)
+    return out, k * stride
 
 
 class RingReader:
@@ -45,27 +71,15 @@ class RingReader:
         self.stride = (record_size + _HDR + 7) & ~7
         self._cons = mmap.mmap(map_fd, self.page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._data = mmap.mmap(map_fd, self.page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=self.page)
-        self._dtype = np.dtype([("len", "<u4"), ("pg_off", "<u4"), ("rec", f"V{record_size}"),
-                                ("pad", f"V{self.stride - _HDR - record_size}")])
 
     def read(self, max_records: int) -> bytes:
         """Up to ``max_records`` committed records, packed back to back."""
         cons = struct.unpack_from("<Q", self._cons, 0)[0]
         prod = struct.unpack_from("<Q", self._data, 0)[0]
-        n = min((prod - cons) // self.stride, max_records)
-        if n <= 0:
-            return b""
-        recs = np.frombuffer(self._data, dtype=self._dtype, count=n, offset=self.page + (cons & self.mask))
-        lens = recs["len"]
-        stop = np.flatnonzero(lens != self.record_size)
-        k = int(stop[0]) if stop.size else n
-        if k < n:
-            bad = int(lens[k])
-            if not bad & _BUSY and (bad & ~(_BUSY | _DISCARD)) != self.record_size:
-                raise ChargetraceError(f"ring buffer record of {bad & ~(_BUSY | _DISCARD)} bytes, expected {self.record_size}")
-        out = recs["rec"][:k].tobytes()
-        del recs, lens
-        struct.pack_into("<Q", self._cons, 0, cons + k * self.stride)
+        out, advance = take_records(self._data, self.page + (cons & self.mask), prod - cons, self.record_size,
+                                    max_records)
+        if advance:
+            struct.pack_into("<Q", self._cons, 0, cons + advance)
         return out
 
     def close(self) -> None:

@@ -46,7 +46,7 @@ class DropWindow:
 
 
 class Transport:
-    """Collects raw records from ``bpf["events"]`` into an arena."""
+    """Collects raw records from the program's ``events`` map into an arena."""
 
     def __init__(self, bpf: Any, *, perf: bool, arena_events: int = 1 << 16, perf_pages: int = 256,
                  budget: int = 1 << 16, ring_bytes: int = 0) -> None:
@@ -65,7 +65,7 @@ class Transport:
         self.bytes_seen = 0
         self._drops_prev: list[int] = []
         self._drops_ts = time.monotonic_ns()
-        table = bpf["events"]
+        table = bpf[b"events"]
         self._ring: RingReader | None = None
         if perf:
             table.open_perf_buffer(self._on_perf, page_cnt=perf_pages, wakeup_events=64)
@@ -109,7 +109,7 @@ class Transport:
     def drops(self) -> list[DropWindow]:
         """Per-CPU drops since the previous call (read from the BPF map)."""
         now = time.monotonic_ns()
-        values = [int(v) for v in self.bpf["drops"][ctypes.c_int(0)]]
+        values = [int(v) for v in self.bpf[b"drops"][ctypes.c_int(0)]]
         if not self._drops_prev:
             self._drops_prev = [0] * len(values)
         out = [

@@ -200,3 +200,75 @@ def test_perf_buffer_fallback_delivers_the_same(tmp_path: Path, workload: Path) 
     buffer_charges, _extras = _classify_charges(df, run.workload)
     assert buffer_charges == N
     assert _stat(df, "PGPGOUT") == _stat(df, "PGPGIN")
+
+
+def test_sigkill_keeps_closed_segments_readable(tmp_path: Path, workload: Path) -> None:
+    trace = tmp_path / "kill.parquet"
+    proc = subprocess.Popen(cli("record", "--quiet", "-o", str(trace), "--", str(workload), "4096", "1000000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("pid=")
+        pid = int(line.split()[0].split("=")[1])
+        # wait for the first closed segment (written every ~2 s; later on a loaded machine)
+        partial = tmp_path / "kill.parquet.partial"
+        deadline = time.monotonic() + 60
+        while not list(partial.glob("seg-*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    # the workload died with the recorder (PR_SET_PDEATHSIG)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()
+    t = read_trace(partial)
+    assert (t.table.to_pandas().kind == "fault").sum() > 0
+    # the next recording removes the killed recorder's empty scope cgroup
+    stale = Path(t.meta.scope.cgroup_path)
+    assert stale.exists()
+    assert record(tmp_path, "--events", "fault", "--", "true", name="next.parquet").returncode == 0
+    assert not stale.exists()
+
+
+def test_pid_scope_with_duration(tmp_path: Path, workload: Path) -> None:
+    target = subprocess.Popen([str(workload), "256", "100000000"], stdout=subprocess.PIPE, text=True)
+    try:
+        w = {k: int(v, 0) for k, v in (kv.split("=") for kv in target.stdout.readline().split())}
+        run = record(tmp_path, "-p", str(target.pid), "--duration", "2", "--events", "fault,memcg_events")
+    finally:
+        target.kill()
+        target.wait()
+    assert run.returncode == 0, run.stderr
+    t = read_trace(run.trace)
+    df = t.table.to_pandas()
+    assert t.meta.scope.kind == "pid" and t.meta.scope.pid == target.pid
+    assert t.meta.scope.memcg == w["memcg"] and not t.meta.scope.fresh
+    assert t.meta.provenance["stopped_by"] == "duration"
+    faults = df[df.kind == "fault"]
+    assert len(faults) > 256 and set(faults.pid) == {target.pid}
+    stats = df[df.kind == "memcg_stat"]
+    assert len(stats) > 0 and set(stats.memcg) == {w["memcg"]}
+
+
+def test_raw_tracepoint_fallback_reads_memcg_ids_from_struct_offsets(tmp_path: Path, workload: Path) -> None:
+    """Without tracepoints the raw_tp variants read mem_cgroup->css.cgroup->kn->id
+    by BTF offsets (the chain the folio kprobes use): the same exact figures."""
+    run = record(tmp_path, "--skip-how", "tracepoint", "--events", "fault,memcg_events,exit", "--",
+                 str(workload), str(N))
+    assert run.returncode == 0, run.stderr
+    t = read_trace(run.trace)
+    df = t.table.to_pandas()
+    used = {p["event"]: p["probe"] for p in t.meta.probes}
+    assert used == {"fault": "raw_tp:page_fault_user", "memcg_events": "raw_tp:count_memcg_events",
+                    "exit": "raw_tp:sched_process_exit"}
+    w = run.workload
+    assert len(_buffer_faults(df, w)) == N
+    stats = df[df.kind == "memcg_stat"]
+    assert set(stats.memcg) == {w["memcg"]}
+    assert set(stats["item"]) >= {"PGPGIN", "PGPGOUT", "PGFAULT"}
+    buffer_charges, _extras = _classify_charges(df, w)
+    assert buffer_charges == N
+    assert _stat(df, "PGPGOUT") == _stat(df, "PGPGIN")
+    assert (df[df.kind == "exit"].value == 1).any()

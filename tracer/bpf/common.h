@@ -48,6 +48,13 @@
 #define OFF_VMF_ADDRESS offsetof(struct vm_fault, address)
 #define OFF_PAGE_FLAGS offsetof(struct page, flags)
 #define CT_PG_HEAD PG_head
+/* Folio order byte: folio->_folio_order until "mm: reimplement folio_order()
+ * and folio_nr_pages()" (v6.6), then the low byte of folio->_flags_1. */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
+#define OFF_FOLIO_ORDER offsetof(struct folio, _folio_order)
+#else
+#define OFF_FOLIO_ORDER offsetof(struct folio, _flags_1)
+#endif
 #endif
 #endif
 
@@ -91,6 +98,20 @@ struct ct_event {
     s32 item;
     char comm[16];
 };
+
+/* handle_mm_fault() flags -> the x86 page-fault error code that
+ * exceptions:page_fault_user reports (bit 1 write, bit 2 user, bit 4
+ * instruction fetch), so `value` means the same whichever probe produced a
+ * fault row. FAULT_FLAG_WRITE = 1 << 0, FAULT_FLAG_USER = 1 << 6,
+ * FAULT_FLAG_INSTRUCTION = 1 << 8 (include/linux/mm_types.h, enum fault_flag
+ * since v5.14; the same bits before as #defines). Returns -1 for a fault not
+ * taken in user mode (GUP, copy_to_user), which the tracepoint never sees. */
+static __always_inline s64 ct_fault_code(unsigned int flags)
+{
+    if (!(flags & (1U << 6)))
+        return -1;
+    return 4 | ((flags & 1U) ? 2 : 0) | ((flags & (1U << 8)) ? 16 : 0);
+}
 
 #ifdef OFF_FOLIO_MEMCG_DATA
 /* cgroup id of a mem_cgroup: memcg->css.cgroup->kn->id (kernel-facts §2

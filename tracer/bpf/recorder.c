@@ -1,13 +1,17 @@
-/* The recorder's one BPF program: the shared part, the tracepoint and
- * raw-tracepoint variants (in this file because BCC only generates the
- * `args` structs of TRACEPOINT_PROBEs written in the main file), then the
- * kprobe and fentry variants. Every variant is off unless the catalogue
- * enables it with -D; trial attaches compile this file with one variant.
+/* The recorder's one BPF program: the transport, drop counter and scope
+ * maps, the tracepoint and raw-tracepoint variants, then the kprobe and
+ * fentry variants. One file on purpose: BCC generates the `args` structs of
+ * TRACEPOINT_PROBEs and rewrites map calls (events.ringbuf_output, x.lookup)
+ * only in the main file; an included helper calling a map compiles to an
+ * indirect call the verifier rejects. common.h holds only map-free code.
  *
- * Tracepoint and raw-tracepoint variants (tried first: stable, no kprobes).
- * Each define's value is the variant's probe id. Raw tracepoints get their
- * TP_PROTO arguments in ctx->args[]; the argument counts that vary by kernel
- * come from BTF (btf_trace_<name> typedefs) as CT_RAW_*_NARGS. */
+ * Every variant is off unless tracer/catalogue.py enables it with -D; the
+ * define's value is the variant's probe id. Trials compile one tracepoint,
+ * raw-tp or fentry variant at a time (BCC loads and attaches those at once)
+ * and all kprobe variants together (their programs load one by one).
+ * Raw tracepoints get their TP_PROTO arguments in ctx->args[]; argument
+ * counts that vary by kernel come from BTF (btf_trace_<name>) as
+ * CT_RAW_*_NARGS. */
 #include "common.h"
 
 /* ==== transport, drop counter, scope ==================================== */
@@ -688,15 +692,17 @@ int ct_kret_device_fault(struct pt_regs *ctx)
 #endif
 
 /* ---- fault fallback: handle_mm_fault(vma, address, flags, regs) --------- */
+/* value = the equivalent x86 error code (ct_fault_code); user faults only. */
 #ifdef CT_KP_FAULT
 int ct_kp_fault(struct pt_regs *ctx)
 {
-    if (!ct_task_ok())
+    s64 code = ct_fault_code(PT_REGS_PARM3(ctx));
+    if (code < 0 || !ct_task_ok())
         return 0;
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_fault, CT_KP_FAULT);
     e.addr = PT_REGS_PARM2(ctx);
-    e.value = PT_REGS_PARM3(ctx);
+    e.value = code;
     CT_EMIT(ctx, &e);
     return 0;
 }
@@ -717,12 +723,13 @@ int ct_kp_fault(struct pt_regs *ctx)
 #ifdef CT_FE_FAULT
 KFUNC_PROBE(handle_mm_fault, void *vma, unsigned long address, unsigned int flags)
 {
-    if (!ct_task_ok())
+    s64 code = ct_fault_code(flags);
+    if (code < 0 || !ct_task_ok())
         return 0;
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_fault, CT_FE_FAULT);
     e.addr = address;
-    e.value = flags;
+    e.value = code;
     CT_EMIT(ctx, &e);
     return 0;
 }

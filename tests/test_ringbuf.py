@@ -1,0 +1,48 @@
+import struct
+
+import pytest
+
+from chargetrace.traces import ChargetraceError
+from chargetrace.tracer.ringbuf import take_records
+
+REC = 104
+STRIDE = 112  # 8-byte header + 104, rounded to 8
+
+
+def _ring(records: list[tuple[int, bytes]]) -> bytes:
+    out = bytearray()
+    for length, payload in records:
+        out += struct.pack("<II", length, 0) + payload.ljust(STRIDE - 8, b"\0")
+    return bytes(out)
+
+
+def test_takes_committed_records_and_stops_at_busy() -> None:
+    recs = [(REC, bytes([i]) * REC) for i in range(3)] + [(REC | 1 << 31, b"x" * REC), (REC, b"y" * REC)]
+    data = b"\0" * 64 + _ring(recs)
+    out, advance = take_records(data, 64, len(data) - 64, REC, 1000)
+    assert advance == 3 * STRIDE
+    assert out == b"".join(bytes([i]) * REC for i in range(3))
+
+
+def test_budget_partial_and_empty() -> None:
+    data = _ring([(REC, b"a" * REC)] * 5)
+    out, advance = take_records(data, 0, len(data), REC, 2)
+    assert (len(out), advance) == (2 * REC, 2 * STRIDE)
+    # a record only partly published (producer position mid-record) is not taken
+    out, advance = take_records(data, 0, STRIDE + 50, REC, 10)
+    assert advance == STRIDE
+    assert take_records(data, 0, 0, REC, 10) == (b"", 0)
+
+
+def test_wrapped_run_is_contiguous_in_the_double_mapping() -> None:
+    # The kernel maps the data area twice back to back; a run starting near the
+    # end of the first copy continues into the second.
+    area = _ring([(REC, bytes([10 + i]) * REC) for i in range(4)])
+    out, advance = take_records(area * 2, 3 * STRIDE, 2 * STRIDE, REC, 10)
+    assert out == bytes([13]) * REC + bytes([10]) * REC and advance == 2 * STRIDE
+
+
+def test_foreign_record_size_is_an_error() -> None:
+    data = _ring([(REC, b"a" * REC), (40, b"b" * 40)])
+    with pytest.raises(ChargetraceError, match="40 bytes"):
+        take_records(data, 0, len(data), REC, 10)
