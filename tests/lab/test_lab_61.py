@@ -27,7 +27,12 @@ elif shutil.which("dpkg-query") is None:
 
 
 @pytest.fixture(scope="module")
-def lab61(tmp_path_factory):
+def lab61(request, tmp_path_factory):
+    # A plain `pytest` must never start a kernel build as a side effect: run
+    # only when the marker expression asks for the lab (`pytest -m lab`).
+    expr = request.config.getoption("markexpr") or ""
+    if "lab" not in expr or "not lab" in expr:
+        pytest.skip("lab test: run with 'pytest -m lab tests/lab' (root, QEMU, kernel build)")
     if _why:
         pytest.skip(_why)
     cfg = LabConfig(kernel="6.1", out_dir=tmp_path_factory.mktemp("lab61"), record=True)
