@@ -219,3 +219,41 @@ def test_locked_excludes_a_second_builder(tmp_path: Path) -> None:
                 pass
     with locked(target, wait=False):
         pass
+
+
+# --- trace checks ---------------------------------------------------------------------
+
+def _tiny_trace(path: Path, kinds: list[str], drops: int = 0) -> None:
+    from chargetrace.traces import TraceMeta, write_table
+    from chargetrace.traces.writer import columns_to_table
+
+    n = len(kinds)
+    table = columns_to_table({"ts_ns": list(range(1, n + 1)), "kind": kinds}, 0)
+    meta = TraceMeta(recorder="test", kernel_release="6.1.192", provenance={"bcc": "0.26.0"},
+                     drops={"total": drops, "per_cpu": {}})
+    write_table(table, path, meta)
+
+
+def test_summarize_counts_kinds_and_names_missing_ones(tmp_path: Path) -> None:
+    from chargetrace.lab.trace import REQUIRED_KINDS, summarize
+
+    p = tmp_path / "t.parquet"
+    _tiny_trace(p, ["charge", "charge", "uncharge", "transfer"], drops=3)
+    s = summarize(p)
+    assert s.events == 4 and s.drops == 3 and s.kernel_release == "6.1.192"
+    assert s.kinds == {"charge": 2, "transfer": 1, "uncharge": 1}
+    assert s.missing_kinds == [k for k in REQUIRED_KINDS if k not in ("charge", "uncharge", "transfer")]
+    _tiny_trace(p, list(REQUIRED_KINDS))
+    assert summarize(p).missing_kinds == []
+
+
+def test_add_provenance_merges_and_keeps_rows(tmp_path: Path) -> None:
+    from chargetrace.lab.trace import add_provenance
+    from chargetrace.traces import read_trace
+
+    p = tmp_path / "t.parquet"
+    _tiny_trace(p, ["charge", "uncharge"])
+    add_provenance(p, {"lab": "qemu tcg", "config_sha256": "abc"})
+    t = read_trace(p)
+    assert t.num_events == 2
+    assert t.meta.provenance == {"bcc": "0.26.0", "lab": "qemu tcg", "config_sha256": "abc"}
