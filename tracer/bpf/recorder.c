@@ -477,6 +477,31 @@ int ct_kret_replace(struct pt_regs *ctx)
 }
 #endif
 
+/* ---- split: a large folio's charge copied to its new folios ------------- */
+#ifdef CT_KP_SPLIT
+/* split_page_memcg(head, nr) (order-0 pieces), or (head, old_order, new_order)
+ * from ≈6.10: read at entry, while head is still the large folio. */
+int ct_kp_split(struct pt_regs *ctx)
+{
+    const void *head = (const void *)PT_REGS_PARM1(ctx);
+    u64 memcg = ct_folio_memcg(head);
+    if (!ct_memcg_ok(memcg))
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_split, CT_KP_SPLIT);
+    e.folio = (u64)head;
+    e.nr_pages = ct_folio_nr(head);
+    e.memcg = memcg;
+#ifdef CT_SPLIT_HAS_ORDERS
+    e.value = 1L << (PT_REGS_PARM3(ctx) & 0x3f);
+#else
+    e.value = 1;
+#endif
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
 /* ---- device_free --------------------------------------------------------- */
 #ifdef CT_KP_DEVICE_FREE
 /* free_zone_device_folio(folio) 6.10+, free_zone_device_page(page) 5.18-6.9,
