@@ -99,6 +99,11 @@ def _raw(event: str, define: str, *, needs_folio: bool = False, **kw: Any) -> Va
     def pre(k: KernelInfo, e: str = event) -> str | None:
         if k.btf is not None and k.raw_tp_nargs(e) is None:
             return f"raw_tp: no btf_trace_{e} in BTF"
+        # Without BTF, tracefs says whether the event exists (the catalogue's raw
+        # tracepoints are all TRACE_EVENTs); trying a missing one would make the
+        # combined trial program (_batch_trial) fail to load as a whole.
+        if k.btf is None and (k.tracefs / "events").is_dir() and not any((k.tracefs / "events").glob(f"*/{e}")):
+            return f"raw_tp: no {e} event in tracefs (and no BTF)"
         if needs_folio and not k.can_read_folios:
             return "raw_tp: struct offsets unknown (no BTF, no headers)"
         return None
@@ -408,29 +413,41 @@ def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant, shared: Any = N
             bpf.cleanup()
 
 
-def choose_probes(
-    bcc: Any, kernel: KernelInfo, only: set[str] | None = None, skip_how: frozenset[str] = frozenset()
-) -> list[Choice]:
-    """Trial-attach the catalogue in order; one :class:`Choice` per event.
+def _batch_trial(bcc: Any, kernel: KernelInfo, candidates: list[Variant]) -> dict[int, str | None] | None:
+    """Compile ``candidates`` (tracepoints included) as ONE program, load and attach them all.
 
-    ``skip_how``: attach kinds not to use (``tracepoint``, ...), to exercise
-    the fallbacks on a kernel where the preferred probes work."""
-    events = [e for e in CATALOGUE if only is None or e.name in only]
-    # One compile for every kprobe variant that passes its precheck (one per
-    # C section); if that compile fails, each variant is tried alone.
+    Returns variant pid -> None (works) or why its kprobe did not load/attach;
+    None when the combined program does not compile or load. Under QEMU TCG one
+    BCC compile against real headers takes minutes, so the number of compiles
+    is what the trial costs (the lab measured > 10 min for per-variant trials).
+    """
+    if not candidates:
+        return {}
+    bpf, _lines, err = _compile(bcc, kernel, candidates)
+    if err is not None:
+        return None
+    try:
+        return {v.pid: (_try_kprobes(bpf, bcc, kernel, v) if v.attach else None) for v in candidates}
+    finally:
+        with capture_stderr():
+            bpf.cleanup()
+
+
+def _one_by_one(bcc: Any, kernel: KernelInfo, pending: list[tuple[LogicalEvent, Choice, int]],
+                skip_how: frozenset[str]) -> None:
+    # One compile for every remaining kprobe variant that passes its precheck
+    # (one per C section); if that compile fails, each variant is tried alone.
     sections: dict[str, Variant] = {}
-    for e in events:
-        for v in e.variants:
+    for e, _choice, start in pending:
+        for v in e.variants[start:]:
             if v.attach and v.define not in sections and v.precheck(kernel) is None:
                 sections[v.define] = v
     shared = None
     if sections:
         shared, _lines, _err = _compile(bcc, kernel, list(sections.values()))
-    choices = []
     try:
-        for event in events:
-            choice = Choice(event.name, event.kind, None)
-            for variant in event.variants:
+        for event, choice, start in pending:
+            for variant in event.variants[start:]:
                 if variant.how in skip_how:
                     choice.reasons.append(f"{variant.how}: skipped (--skip-how)")
                     continue
@@ -439,11 +456,61 @@ def choose_probes(
                     choice.variant = variant
                     break
                 choice.reasons.append(reason)
-            choices.append(choice)
     finally:
         if shared is not None:
             with capture_stderr():
                 shared.cleanup()
+
+
+def choose_probes(
+    bcc: Any, kernel: KernelInfo, only: set[str] | None = None, skip_how: frozenset[str] = frozenset()
+) -> list[Choice]:
+    """Trial-attach the catalogue in order; one :class:`Choice` per event.
+
+    Fast path: each event's first variant that passes its precheck is tried in
+    one combined program (:func:`_batch_trial`, one compile). Events whose
+    candidate fails there, and every event when the combined program does not
+    load, fall back to trying their (remaining) variants in catalogue order.
+
+    ``skip_how``: attach kinds not to use (``tracepoint``, ...), to exercise
+    the fallbacks on a kernel where the preferred probes work."""
+    events = [e for e in CATALOGUE if only is None or e.name in only]
+    first: dict[str, tuple[int, Variant]] = {}
+    early: dict[str, list[str]] = {}
+    for event in events:
+        reasons: list[str] = []
+        for i, variant in enumerate(event.variants):
+            if variant.how in skip_how:
+                reasons.append(f"{variant.how}: skipped (--skip-how)")
+                continue
+            pre = variant.precheck(kernel)
+            if pre is None:
+                first[event.name] = (i, variant)
+                break
+            reasons.append(pre)
+        early[event.name] = reasons
+    batch = _batch_trial(bcc, kernel, [v for _, v in first.values()])
+
+    choices: list[Choice] = []
+    pending: list[tuple[LogicalEvent, Choice, int]] = []
+    for event in events:
+        choice = Choice(event.name, event.kind, None)
+        choices.append(choice)
+        if batch is None:
+            pending.append((event, choice, 0))
+            continue
+        choice.reasons.extend(early[event.name])
+        if event.name not in first:
+            continue
+        i, cand = first[event.name]
+        reason = batch[cand.pid]
+        if reason is None:
+            choice.variant = cand
+        else:
+            choice.reasons.append(reason)
+            pending.append((event, choice, i + 1))
+    if pending:
+        _one_by_one(bcc, kernel, pending, skip_how)
     return choices
 
 

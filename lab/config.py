@@ -1,0 +1,77 @@
+"""The lab's configuration: one dataclass, validated at construction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chargetrace.traces.errors import ChargetraceError
+
+__all__ = ["DEFAULT_CACHE_DIR", "KERNEL_SERIES", "LabConfig"]
+
+#: Where kernels, modules, tests and rootfs are cached (outside the repository).
+DEFAULT_CACHE_DIR = Path(os.environ.get("CHARGETRACE_LAB_CACHE", "/var/cache/chargetrace-lab"))
+
+#: Kernel series the lab knows: Debian ``linux-source-<series>`` packages in bookworm(-security).
+KERNEL_SERIES = ("6.1", "6.12")
+
+_ACCELS = ("auto", "tcg", "kvm")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Everything one lab run needs.
+
+    :param kernel: kernel series, the ``X.Y`` of Debian's ``linux-source-X.Y``.
+    :param cache_dir: cache root for kernel builds and rootfs.
+    :param out_dir: where the run's share (guest scripts, logs, trace) is written;
+        default ``<cache_dir>/runs/<kernel>``.
+    :param accel: ``tcg``, ``kvm`` or ``auto`` (KVM only if it looks usable).
+    :param record: run hmm-tests under ``chargetrace record`` (else untraced).
+    :param ringbuf_mb: the recorder's ring buffer size.
+    :param jobs: parallel make jobs for the kernel build.
+    :param timeout_s: hard limit on the QEMU run (boot to power-off).
+    :param mem: guest memory (QEMU ``-m``).
+    :param smp: guest vCPUs.
+    :param suite: Debian suite of the rootfs.
+    :param mirror: Debian mirror for debootstrap.
+    :param install_missing: apt-get install missing host packages.
+    """
+
+    kernel: str = "6.1"
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    out_dir: Path | None = None
+    accel: str = "auto"
+    record: bool = True
+    ringbuf_mb: int = 64
+    jobs: int = field(default_factory=lambda: (os.cpu_count() or 1) + 1)
+    timeout_s: int = 1200
+    mem: str = "4G"
+    smp: int = 2
+    suite: str = "bookworm"
+    mirror: str = "http://deb.debian.org/debian"
+    install_missing: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNEL_SERIES:
+            raise ChargetraceError(
+                f"lab: unknown kernel series {self.kernel!r} (known: {', '.join(KERNEL_SERIES)})"
+            )
+        if self.accel not in _ACCELS:
+            raise ChargetraceError(f"lab: --accel must be one of {', '.join(_ACCELS)}, not {self.accel!r}")
+        if self.ringbuf_mb < 1 or self.jobs < 1 or self.timeout_s < 10 or self.smp < 1:
+            raise ChargetraceError("lab: ringbuf_mb, jobs, smp must be >= 1 and timeout_s >= 10")
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if self.out_dir is not None:
+            object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+    @property
+    def run_dir(self) -> Path:
+        """The host directory shared with the guest as ``/lab``."""
+        return self.out_dir if self.out_dir is not None else self.cache_dir / "runs" / self.kernel
+
+    @property
+    def trace_name(self) -> str:
+        """File name of the guest's trace, e.g. ``hmm-tests-6.1.parquet``."""
+        return f"hmm-tests-{self.kernel}.parquet"

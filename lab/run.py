@@ -1,0 +1,241 @@
+"""Orchestrating a lab run: host packages → kernel → rootfs → share → boot → results.
+
+:func:`run_lab` raises :class:`ChargetraceError` when the lab itself broke
+(build failure, guest never reported, timeout); hmm-tests failures, guest
+WARN/BUG lines or a missing trace come back in :class:`LabResult` (``ok`` is
+False and ``problems`` says why), so callers can show what the guest did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from chargetrace.traces.errors import ChargetraceError
+
+from .config import LabConfig
+from .hmmtests import HmmTestsResult, parse_hmm_tests
+from .kernel import KernelBuild, build_kernel
+from .packages import HOST_PACKAGES, ensure_host_packages, kernel_source
+from .proc import tail
+from .qemu import boot, kvm_usable, pick_accel, qemu_argv
+from .rootfs import GUEST_INIT, prepare_rootfs, refresh_rootfs
+from .trace import TraceSummary, add_provenance, summarize
+
+__all__ = ["LabResult", "build_all", "clean_cache", "dmesg_problems", "run_lab"]
+
+# Kernel log lines that mean the run is not clean (mm/ WARN_ON, BUG_ON, oopses, lockdep).
+_DMESG_BAD = re.compile(r"WARNING:|BUG:|kernel BUG|Oops|general protection fault|Call Trace:|"
+                        r"page_counter underflow|possible recursive locking|RCU stall")
+
+
+def dmesg_problems(text: str) -> list[str]:
+    """The kernel log lines that indicate a WARN/BUG/oops."""
+    return [line.strip() for line in text.splitlines() if _DMESG_BAD.search(line)]
+
+
+@dataclass
+class LabResult:
+    """What one lab run did and measured."""
+
+    kernel: str
+    release: str
+    source_version: str
+    kernel_key: str
+    config_sha256: str
+    accel: str
+    run_dir: Path
+    record: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    cached: dict[str, bool] = field(default_factory=dict)
+    hmm: HmmTestsResult = field(default_factory=HmmTestsResult)
+    hmm_rc: int | None = None
+    insmod_rc: int | None = None
+    guest_steps: dict[str, float] = field(default_factory=dict)
+    dmesg: list[str] = field(default_factory=list)
+    trace: Path | None = None
+    summary: TraceSummary | None = None
+    replay: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hmm"] = {"tests": self.hmm.tests, "totals": self.hmm.totals, "summary": self.hmm.summary,
+                    "planned": self.hmm.planned, "device_private": self.hmm.device_private}
+        d["ok"] = self.ok
+        return json.loads(json.dumps(d, default=str))
+
+
+def _log(cfg: LabConfig) -> Path:
+    return cfg.run_dir / "host.log"
+
+
+def build_all(cfg: LabConfig) -> tuple[KernelBuild, Path, dict[str, float], dict[str, bool]]:
+    """Host packages, kernel (+ test_hmm.ko, hmm-tests) and rootfs, cached; no boot."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    log = _log(cfg)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    ensure_host_packages(HOST_PACKAGES, log=log, install=cfg.install_missing)
+    source = kernel_source(cfg.kernel, log=log, install=cfg.install_missing)
+    timings["host_packages"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    kb = build_kernel(source, cfg.cache_dir, jobs=cfg.jobs, log=log)
+    timings["kernel"] = time.monotonic() - t0
+    rootfs, rootfs_cached, secs = prepare_rootfs(cfg.cache_dir, suite=cfg.suite, mirror=cfg.mirror, log=log)
+    timings["rootfs"] = secs
+    timings["rootfs_refresh"] = refresh_rootfs(rootfs, kb.modroot, kb.release, log=log)
+    return kb, rootfs, timings, {"kernel": kb.cached, "rootfs": rootfs_cached}
+
+
+def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
+    share = cfg.run_dir
+    out = share / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copy2(kb.test_hmm_ko, share / "test_hmm.ko")
+    shutil.copy2(kb.hmm_tests, share / "hmm-tests")
+    (share / "run.sh").write_bytes(resources.files("chargetrace.lab").joinpath("guest/run.sh").read_bytes())
+    (share / "job.env").write_text(
+        f"MODE={'record' if cfg.record else 'plain'}\nTRACE={cfg.trace_name}\nRINGBUF_MB={cfg.ringbuf_mb}\n")
+    return share
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_steps(path: Path) -> dict[str, float]:
+    steps: dict[str, float] = {}
+    try:
+        for line in path.read_text().splitlines():
+            name, _, up = line.partition(" ")
+            steps[name] = float(up)
+    except (OSError, ValueError):
+        pass
+    return steps
+
+
+def run_lab(cfg: LabConfig) -> LabResult:
+    """Build (or reuse) everything, boot the guest, run hmm-tests (recorded or not), collect results."""
+    t_all = time.monotonic()
+    kb, rootfs, timings, cached = build_all(cfg)
+    config_sha = hashlib.sha256((kb.directory / "kbuild" / ".config").read_bytes()).hexdigest()[:12]
+    share = _prepare_share(cfg, kb)
+    accel = pick_accel(cfg.accel)
+    if accel == "kvm" and cfg.accel == "kvm" and not kvm_usable()[0]:
+        (share / "host.log").open("a").write(f"\nkvm requested although: {kvm_usable()[1]}\n")
+    argv = qemu_argv(bzimage=kb.bzimage, rootfs=rootfs, share=share, init=GUEST_INIT, accel=accel,
+                     mem=cfg.mem, smp=cfg.smp)
+    (share / "qemu.cmd").write_text(" ".join(argv) + "\n")
+    br = boot(argv, console=share / "console.log", timeout_s=cfg.timeout_s, accel=accel)
+    timings["boot_and_run"] = br.seconds
+
+    out = share / "out"
+    res = LabResult(kernel=cfg.kernel, release=kb.release, source_version=kb.source.version,
+                    kernel_key=kb.key, config_sha256=config_sha, accel=accel, run_dir=share,
+                    record=cfg.record, timings=timings, cached=cached)
+    res.guest_steps = _read_steps(out / "steps.txt")
+    res.hmm_rc = _read_int(out / "hmm-tests.rc")
+    if br.timed_out:
+        raise ChargetraceError(f"lab: guest did not power off within {cfg.timeout_s}s; console: "
+                               f"{tail(br.console, 3)}")
+    if res.hmm_rc is None:
+        raise ChargetraceError(f"lab: guest ended (qemu exit {br.returncode}) without running hmm-tests; "
+                               f"console: {tail(br.console, 3)}; run.log: {tail(out / 'run.log', 3)}")
+    res.insmod_rc = _read_int(out / "insmod.rc")
+    try:
+        res.hmm = parse_hmm_tests((out / "hmm-tests.log").read_text(errors="replace"))
+    except OSError:
+        pass
+    try:
+        res.dmesg = dmesg_problems((out / "dmesg.txt").read_text(errors="replace"))
+    except OSError:
+        res.problems.append("no dmesg.txt from the guest")
+
+    if res.insmod_rc != 0:
+        res.problems.append(f"insmod test_hmm.ko failed (rc {res.insmod_rc})")
+    if res.hmm_rc != 0 or not res.hmm.ok:
+        dp = res.hmm.device_private
+        res.problems.append(f"hmm-tests failed: rc {res.hmm_rc}, {res.hmm.summary}, device_private {dp}")
+    if res.hmm.device_private["pass"] == 0:
+        res.problems.append("no device_private test passed")
+    if res.dmesg:
+        res.problems.append(f"{len(res.dmesg)} WARN/BUG lines in dmesg, first: {res.dmesg[0]}")
+    if cfg.record:
+        trace = out / cfg.trace_name
+        if trace.exists():
+            res.trace = trace
+            _check_trace(cfg, res)
+        else:
+            res.problems.append(f"no trace {trace} (recorder: {tail(out / 'record.err', 3)})")
+    timings["total"] = time.monotonic() - t_all
+    (share / "result.json").write_text(json.dumps(res.to_json(), indent=2, sort_keys=True) + "\n")
+    return res
+
+
+def _check_trace(cfg: LabConfig, res: LabResult) -> None:
+    assert res.trace is not None
+    add_provenance(res.trace, {
+        "lab": "chargetrace lab (QEMU " + res.accel + ", lab/hmm-lab.config, out-of-tree test_hmm.ko)",
+        "kernel_release": res.release,
+        "kernel_source": f"linux-source-{cfg.kernel} {res.source_version}",
+        "config_sha256": res.config_sha256,
+        "lab_kernel_key": res.kernel_key,
+        "command": f"chargetrace record -o /lab/out/{cfg.trace_name} --ringbuf-mb {cfg.ringbuf_mb} -- hmm-tests",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hmm_tests": {"rc": res.hmm_rc, "summary": res.hmm.summary, "totals": res.hmm.totals,
+                      "device_private": res.hmm.device_private},
+    })
+    res.summary = s = summarize(res.trace)
+    if s.drops:
+        res.problems.append(f"the recorder dropped {s.drops} events")
+    if s.missing_kinds:
+        res.problems.append(f"no {', '.join(s.missing_kinds)} events in {res.trace.name}")
+    res.replay = _replay(res.trace)
+    if res.replay["verdict"] != "balanced":
+        res.problems.append(f"replay verdict {res.replay['verdict']}: {len(res.replay['violations'])} violation(s)"
+                            f", {len(res.replay['inconclusive'])} inconclusive")
+
+
+def _replay(trace: Path) -> dict[str, Any]:
+    # The host-side check of the guest's trace: the same code as `chargetrace replay --json`.
+    from chargetrace.replay import replay
+    from chargetrace.traces import read_trace
+
+    t0 = time.monotonic()
+    report = replay(read_trace(trace)).to_json()
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    (trace.parent / "replay.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
+def clean_cache(cfg: LabConfig, *, kernels: bool = True, rootfs: bool = False, runs: bool = True) -> list[Path]:
+    """Delete cached kernels of ``cfg.kernel``'s series, rootfs and/or run dirs; return what was removed."""
+    removed: list[Path] = []
+    targets: list[Path] = []
+    if kernels:
+        targets += sorted((cfg.cache_dir / "kernel").glob(f"{cfg.kernel}.*-*"))
+    if rootfs:
+        targets += sorted((cfg.cache_dir / "rootfs").glob("*"))
+    if runs:
+        targets.append(cfg.run_dir)
+    for t in targets:
+        if t.exists():
+            shutil.rmtree(t)
+            removed.append(t)
+    return removed
