@@ -233,6 +233,14 @@ class Btf:
     def sizeof(self, struct_name: str) -> int:
         return self._header(self.struct_id(struct_name))[4]
 
+    def func_nargs(self, name: str) -> int | None:
+        """Parameters of kernel function ``name`` (its FUNC_PROTO), None if absent."""
+        tid = self._find(_FUNC, name)
+        if tid is None:
+            return None
+        kind, vlen, _, _, _ = self._header(self._header(tid)[4])
+        return vlen if kind == _FUNC_PROTO else None
+
     def raw_tp_nargs(self, tracepoint: str) -> int | None:
         """Arguments of raw tracepoint ``tracepoint`` (TP_PROTO), from the
         ``btf_trace_<name>`` typedef (a pointer to a proto whose first

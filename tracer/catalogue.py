@@ -150,6 +150,14 @@ def _nargs(event: str, define: str) -> Callable[[KernelInfo], list[str]]:
     return flags
 
 
+def _split_flags(k: KernelInfo) -> list[str]:
+    # split_page_memcg(head, nr) splits to order 0 (<= 6.9); from ≈6.10 it is
+    # split_page_memcg(head, old_order, new_order) ("mm: memcg: make
+    # split_page_memcg() take orders", Zi Yan). Without BTF (lab kernels) the
+    # two-argument form is assumed: anon THP splits go to order 0 in both.
+    return ["-DCT_SPLIT_HAS_ORDERS=1"] if k.btf is not None and k.btf.func_nargs("split_page_memcg") == 3 else []
+
+
 def _exit_flags(k: KernelInfo) -> list[str]:
     return ["-DCT_EXIT_HAS_GROUP_DEAD=1"] if k.tracepoint_has_field("sched", "sched_process_exit", "group_dead") else []
 
@@ -219,6 +227,11 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
     LogicalEvent("replace", "replace", (
         _kprobe("mem_cgroup_replace_folio", "CT_KP_REPLACE", "ct_kp_replace", "ct_kret_replace"),  # 6.7+
     ), note="only >= 6.7"),
+    # A large-folio split copies memcg_data to the new folios without a charge
+    # event (split_page_memcg(), mm/memcontrol.c): the model needs to know.
+    LogicalEvent("split", "split", (
+        _kprobe("split_page_memcg", "CT_KP_SPLIT", "ct_kp_split", None, cflags=_split_flags),
+    )),
     LogicalEvent("device_free", "device_free", (
         _fentry("free_zone_device_folio", "CT_FE_DEVICE_FREE"),
         _kprobe("free_zone_device_folio", "CT_KP_DEVICE_FREE", "ct_kp_device_free", None),  # 6.10+

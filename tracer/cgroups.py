@@ -52,8 +52,17 @@ class Memcg:
         (self.path / "cgroup.procs").write_text(f"{pid}\n")
 
     def settle(self) -> str:
-        """Drain what is left charged (page cache, per-CPU stock) after the
-        tasks exited; returns the method for ``scope.settled`` ("" = none)."""
+        """Drain what is left charged (page cache, per-CPU LRU batches) after
+        the tasks exited; returns the method for ``scope.settled`` ("" = none).
+
+        v1: memory.force_empty (drains the per-CPU LRU batches first,
+        mem_cgroup_force_empty()). v2: memory.reclaim of the whole usage; it
+        answers EAGAIN when it cannot reach the target, which is the normal
+        outcome here (what stays is kernel memory and the per-CPU charge
+        stock, which reclaim cannot free, or anon memory with no swap); the
+        reclaim still ran, with lru_add_drain_all() on its last attempt
+        (memory_reclaim(), mm/memcontrol.c), and the next usage sample says
+        what is left."""
         try:
             if self.version == 1:
                 (self.path / "memory.force_empty").write_text("0\n")
@@ -62,8 +71,9 @@ class Memcg:
             if usage:
                 (self.path / "memory.reclaim").write_text(f"{usage}\n")
             return "reclaim"
-        except OSError:
-            # EAGAIN/EBUSY: v2 reclaim could not reach the target; say so.
+        except OSError as exc:
+            if self.version == 2 and exc.errno == errno.EAGAIN:
+                return "reclaim"
             return ""
 
     def remove(self, timeout: float = 2.0) -> bool:

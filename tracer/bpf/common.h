@@ -75,6 +75,7 @@
 #define CT_KIND_memcg_stat 13
 #define CT_KIND_fork 14
 #define CT_KIND_exit 15
+#define CT_KIND_split 16
 
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))

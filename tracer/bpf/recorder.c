@@ -428,51 +428,66 @@ static __always_inline void ct_pair_return(struct pt_regs *ctx, struct ct_stash 
 }
 #endif
 
-#ifdef CT_KP_TRANSFER
-/* mem_cgroup_migrate(old, new): force-charge <= 6.6, transfer >= 6.7
- * (85ce2c517ade "memcontrol: only transfer the memcg data for migration"). */
-BPF_HASH(stash_transfer, u64, struct ct_stash, 4096);
-int ct_kp_transfer(struct pt_regs *ctx)
+#if defined(CT_KP_TRANSFER) || defined(CT_KP_REPLACE)
+/* One stash for both: the two never nest on one thread. */
+BPF_HASH(stash_pair, u64, struct ct_stash, 4096);
+
+static __always_inline int ct_pair_enter(struct pt_regs *ctx)
 {
     u64 key = bpf_get_current_pid_tgid();
     struct ct_stash s = {};
     ct_pair_entry(ctx, &s);
-    stash_transfer.update(&key, &s);
+    stash_pair.update(&key, &s);
     return 0;
 }
-int ct_kret_transfer(struct pt_regs *ctx)
+
+static __always_inline int ct_pair_leave(struct pt_regs *ctx, u16 kind, u16 probe)
 {
     u64 key = bpf_get_current_pid_tgid();
-    struct ct_stash *p = stash_transfer.lookup(&key);
+    struct ct_stash *p = stash_pair.lookup(&key);
     if (!p)
         return 0;
     struct ct_stash s = *p;
-    stash_transfer.delete(&key);
-    ct_pair_return(ctx, &s, CT_KIND_transfer, CT_KP_TRANSFER);
+    stash_pair.delete(&key);
+    ct_pair_return(ctx, &s, kind, probe);
     return 0;
 }
 #endif
 
+#ifdef CT_KP_TRANSFER
+/* mem_cgroup_migrate(old, new): force-charge <= 6.6, transfer >= 6.7
+ * (85ce2c517ade "memcontrol: only transfer the memcg data for migration"). */
+int ct_kp_transfer(struct pt_regs *ctx) { return ct_pair_enter(ctx); }
+int ct_kret_transfer(struct pt_regs *ctx) { return ct_pair_leave(ctx, CT_KIND_transfer, CT_KP_TRANSFER); }
+#endif
+
 #ifdef CT_KP_REPLACE
 /* mem_cgroup_replace_folio(old, new), 6.7+ (same commit): force-charges new. */
-BPF_HASH(stash_replace, u64, struct ct_stash, 4096);
-int ct_kp_replace(struct pt_regs *ctx)
+int ct_kp_replace(struct pt_regs *ctx) { return ct_pair_enter(ctx); }
+int ct_kret_replace(struct pt_regs *ctx) { return ct_pair_leave(ctx, CT_KIND_replace, CT_KP_REPLACE); }
+#endif
+
+/* ---- split: a large folio's charge copied to its new folios ------------- */
+#ifdef CT_KP_SPLIT
+/* split_page_memcg(head, nr) (order-0 pieces), or (head, old_order, new_order)
+ * from ≈6.10: read at entry, while head is still the large folio. */
+int ct_kp_split(struct pt_regs *ctx)
 {
-    u64 key = bpf_get_current_pid_tgid();
-    struct ct_stash s = {};
-    ct_pair_entry(ctx, &s);
-    stash_replace.update(&key, &s);
-    return 0;
-}
-int ct_kret_replace(struct pt_regs *ctx)
-{
-    u64 key = bpf_get_current_pid_tgid();
-    struct ct_stash *p = stash_replace.lookup(&key);
-    if (!p)
+    const void *head = (const void *)PT_REGS_PARM1(ctx);
+    u64 memcg = ct_folio_memcg(head);
+    if (!ct_memcg_ok(memcg))
         return 0;
-    struct ct_stash s = *p;
-    stash_replace.delete(&key);
-    ct_pair_return(ctx, &s, CT_KIND_replace, CT_KP_REPLACE);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_split, CT_KP_SPLIT);
+    e.folio = (u64)head;
+    e.nr_pages = ct_folio_nr(head);
+    e.memcg = memcg;
+#ifdef CT_SPLIT_HAS_ORDERS
+    e.value = 1L << (PT_REGS_PARM3(ctx) & 0x3f);
+#else
+    e.value = 1;
+#endif
+    CT_EMIT(ctx, &e);
     return 0;
 }
 #endif
