@@ -59,8 +59,13 @@ FAULTS = {
 @pytest.mark.parametrize("path", HMM, ids=lambda p: p.name)
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_faults_injected_in_a_real_trace_are_caught(tmp_path, path, fault):
+    from chargetrace.replay.mutate import _device_free_uncharges, _eligible, _rows
+
     trace = read_trace(path)
-    for n in (1, 5000):
+    rows = _rows(trace.table)
+    eligible = len(_eligible(fault, rows, set(_device_free_uncharges(rows)))[0])
+    assert eligible > 0
+    for n in (1, eligible // 2, eligible):
         table, meta = mutate(trace, [Mutation(fault, n)])
         out = tmp_path / f"{fault}-{n}.parquet"
         write_table(table, out, meta)
