@@ -61,3 +61,36 @@ def test_trace_has_every_device_private_kind_and_no_drops(lab61) -> None:
     # 6.1 force-charges on migration (kernel-facts §1.6): the recorder must say so.
     assert s.era["migrate"] == "force"
     assert lab61.ok, lab61.problems
+
+
+def test_replay_of_the_fresh_recording_is_balanced_and_checked(lab61) -> None:
+    from chargetrace.replay import replay
+    from chargetrace.traces import read_trace
+
+    trace = read_trace(lab61.trace)
+    # The recorder created the memcg, saw its tasks exit and drained it.
+    assert trace.meta.scope.fresh and trace.meta.scope.exited and trace.meta.scope.settled
+    report = replay(trace)
+    assert report.verdict == "balanced", [f.message for f in report.violations[:5]]
+    checked = {r.rule: r.checked for r in report.rules}
+    for rule in ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9"):
+        assert checked[rule] > 0, (rule, checked)
+
+
+@pytest.mark.parametrize("fault,rules", [
+    ("drop-device-free-uncharge", {"R6"}),
+    ("duplicate-uncharge", {"R3", "R6"}),
+    ("skip-transfer", {"R4"}),
+    ("double-charge", {"R1"}),
+    ("drop-uncharge", {"R1", "R4", "R10"}),
+])
+def test_every_mutation_of_the_fresh_recording_is_caught(lab61, tmp_path, fault, rules) -> None:
+    from chargetrace.replay import replay
+    from chargetrace.replay.mutate import Mutation, mutate
+    from chargetrace.traces import read_trace, write_table
+
+    table, meta = mutate(read_trace(lab61.trace), [Mutation(fault, 7)])
+    out = tmp_path / "mutated.parquet"
+    write_table(table, out, meta)
+    report = replay(read_trace(out))
+    assert report.verdict == "violations" and {f.rule for f in report.violations} & rules
