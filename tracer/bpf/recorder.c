@@ -294,15 +294,45 @@ struct ct_stash {
     u64 a, b, c, d;
 };
 
-static __always_inline void ct_emit_folio(struct pt_regs *ctx, u16 kind, u16 probe,
-                                          const void *folio, u64 memcg)
+static __always_inline void ct_emit_folio_row(void *ctx, u16 kind, u16 probe, const void *folio,
+                                              u64 memcg, s64 ret, s64 value)
 {
     struct ct_event e = {};
     ct_fill(&e, kind, probe);
     e.folio = (u64)folio;
     e.nr_pages = ct_folio_nr(folio);
     e.memcg = memcg;
+    e.ret = ret;
+    e.value = value;
     CT_EMIT(ctx, &e);
+}
+
+static __always_inline void ct_emit_folio(void *ctx, u16 kind, u16 probe, const void *folio, u64 memcg)
+{
+    ct_emit_folio_row(ctx, kind, probe, folio, memcg, 0, 0);
+}
+
+/* A charge returned ``ret`` (kretprobe and fexit variants). */
+static __always_inline void ct_emit_charge(void *ctx, u16 probe, const void *folio, long ret)
+{
+    u64 memcg = ct_folio_memcg(folio);
+    /* A failed charge leaves no memcg on the folio: keep it for the scope's
+     * own tasks (R2: failed charges have no effect, but are evidence). */
+    if (!ct_memcg_ok(memcg) && !(ret != 0 && ct_task_ok()))
+        return;
+    ct_emit_folio_row(ctx, CT_KIND_charge, probe, folio, ret == 0 ? memcg : 0, ret, 0);
+}
+
+/* A device-private folio is being freed (kprobe and fentry variants):
+ * value = its refcount at entry, 0 in the >= 5.18 convention, 1 before. */
+static __always_inline void ct_emit_device_free(void *ctx, u16 probe, const void *folio)
+{
+    u64 memcg = ct_folio_memcg(folio);
+    if (!ct_memcg_ok(memcg) && !ct_task_ok())
+        return;
+    int refs = -1;
+    bpf_probe_read_kernel(&refs, sizeof(refs), (const char *)folio + OFF_PAGE_REFCOUNT);
+    ct_emit_folio_row(ctx, CT_KIND_device_free, probe, folio, memcg, 0, refs);
 }
 
 /* ---- charge: kretprobe, folio stashed at entry --------------------------- */
@@ -327,19 +357,7 @@ int ct_kret_charge(struct pt_regs *ctx)
         return 0;
     const void *f = (const void *)*folio;
     stash_charge.delete(&key);
-    long ret = PT_REGS_RC(ctx);
-    u64 memcg = ct_folio_memcg(f);
-    /* A failed charge leaves no memcg on the folio: keep it for the scope's
-     * own tasks (R2: failed charges have no effect, but are evidence). */
-    if (!ct_memcg_ok(memcg) && !(ret != 0 && ct_task_ok()))
-        return 0;
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_charge, CT_KP_CHARGE);
-    e.folio = (u64)f;
-    e.nr_pages = ct_folio_nr(f);
-    e.memcg = ret == 0 ? memcg : 0;
-    e.ret = ret;
-    CT_EMIT(ctx, &e);
+    ct_emit_charge(ctx, CT_KP_CHARGE, f, PT_REGS_RC(ctx));
     return 0;
 }
 #endif
@@ -499,19 +517,7 @@ int ct_kp_split(struct pt_regs *ctx)
  * refcount at entry: 0 in the >= 5.18 convention, 1 before. */
 int ct_kp_device_free(struct pt_regs *ctx)
 {
-    const char *f = (const char *)PT_REGS_PARM1(ctx);
-    u64 memcg = ct_folio_memcg(f);
-    if (!ct_memcg_ok(memcg) && !ct_task_ok())
-        return 0;
-    int refs = -1;
-    bpf_probe_read_kernel(&refs, sizeof(refs), f + OFF_PAGE_REFCOUNT);
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_device_free, CT_KP_DEVICE_FREE);
-    e.folio = (u64)f;
-    e.nr_pages = ct_folio_nr(f);
-    e.memcg = memcg;
-    e.value = refs;
-    CT_EMIT(ctx, &e);
+    ct_emit_device_free(ctx, CT_KP_DEVICE_FREE, (const void *)PT_REGS_PARM1(ctx));
     return 0;
 }
 #endif
@@ -753,16 +759,7 @@ KFUNC_PROBE(handle_mm_fault, void *vma, unsigned long address, unsigned int flag
 #ifdef CT_FE_CHARGE
 KRETFUNC_PROBE(__mem_cgroup_charge, void *folio, void *mm, unsigned int gfp, int ret)
 {
-    u64 memcg = ct_folio_memcg(folio);
-    if (!ct_memcg_ok(memcg) && !(ret != 0 && ct_task_ok()))
-        return 0;
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_charge, CT_FE_CHARGE);
-    e.folio = (u64)folio;
-    e.nr_pages = ct_folio_nr(folio);
-    e.memcg = ret == 0 ? memcg : 0;
-    e.ret = ret;
-    CT_EMIT(ctx, &e);
+    ct_emit_charge(ctx, CT_FE_CHARGE, folio, ret);
     return 0;
 }
 #endif
@@ -771,14 +768,8 @@ KRETFUNC_PROBE(__mem_cgroup_charge, void *folio, void *mm, unsigned int gfp, int
 KFUNC_PROBE(__mem_cgroup_uncharge, void *folio)
 {
     u64 memcg = ct_folio_memcg(folio);
-    if (!ct_memcg_ok(memcg))
-        return 0;
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_uncharge, CT_FE_UNCHARGE);
-    e.folio = (u64)folio;
-    e.nr_pages = ct_folio_nr(folio);
-    e.memcg = memcg;
-    CT_EMIT(ctx, &e);
+    if (ct_memcg_ok(memcg))
+        ct_emit_folio(ctx, CT_KIND_uncharge, CT_FE_UNCHARGE, folio, memcg);
     return 0;
 }
 #endif
@@ -817,18 +808,7 @@ KRETFUNC_PROBE(mem_cgroup_migrate, void *old, void *new)
 #ifdef CT_FE_DEVICE_FREE
 KFUNC_PROBE(free_zone_device_folio, void *folio)
 {
-    u64 memcg = ct_folio_memcg(folio);
-    if (!ct_memcg_ok(memcg) && !ct_task_ok())
-        return 0;
-    int refs = -1;
-    bpf_probe_read_kernel(&refs, sizeof(refs), (const char *)folio + OFF_PAGE_REFCOUNT);
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_device_free, CT_FE_DEVICE_FREE);
-    e.folio = (u64)folio;
-    e.nr_pages = ct_folio_nr(folio);
-    e.memcg = memcg;
-    e.value = refs;
-    CT_EMIT(ctx, &e);
+    ct_emit_device_free(ctx, CT_FE_DEVICE_FREE, folio);
     return 0;
 }
 #endif
