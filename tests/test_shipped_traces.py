@@ -17,7 +17,7 @@ SHIPPED = sorted(TRACES.glob("*.parquet"))
 HMM = [p for p in SHIPPED if p.name.startswith("hmm-tests-")]
 
 #: Rules a traced hmm-tests run exercises on every era (kernel-facts §6).
-EXERCISED = ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R11")
+EXERCISED = ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11")
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

@@ -19,10 +19,13 @@ class ReleasedAtExit(Rule):
 
     def finish(self) -> None:
         model = self.model
+        # Every charge a closed memcg took in the trace is checked for release.
+        for memcg, led in model.memcgs.items():
+            if self.ctx.closed(memcg):
+                self.checked += led.charged + led.force_charged
         for folio, state in model.folios.items():
             if not state.memcg or not state.in_trace or state.migrated_seq >= 0:
                 continue  # uncharged, charged before the trace, or R4's
-            self.checked += 1
             if self.ctx.closed(state.memcg):
                 kind, why = VIOLATION, "its memcg's tasks exited and the memcg was drained"
             elif state.pid in model.exited_pids:
@@ -37,7 +40,6 @@ class ReleasedAtExit(Rule):
             )
         for memcg, led in model.memcgs.items():
             if led.split_tails and self.ctx.closed(memcg):
-                self.checked += 1
                 self.report(
                     self.end_point(), 0, memcg,
                     f"{led.split_tails} page(s) of large folios split in the trace are still charged to "

@@ -73,7 +73,7 @@ def test_replay_of_the_fresh_recording_is_balanced_and_checked(lab61) -> None:
     report = replay(trace)
     assert report.verdict == "balanced", [f.message for f in report.violations[:5]]
     checked = {r.rule: r.checked for r in report.rules}
-    for rule in ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9"):
+    for rule in ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R10"):
         assert checked[rule] > 0, (rule, checked)
 
 
