@@ -52,13 +52,26 @@ def guest_pip_requirements() -> list[str]:
 
 
 def source_root() -> Path:
-    """The checkout chargetrace runs from (the directory with pyproject.toml)."""
+    """The chargetrace checkout to install in the guest: $CHARGETRACE_SOURCE,
+    else the one chargetrace runs from (editable install), else the current
+    directory (a regular install run from its checkout, as CI does)."""
+    import os
+
     import chargetrace.cli
 
-    root = Path(chargetrace.cli.__file__).resolve().parent
-    if not (root / "pyproject.toml").is_file():
-        raise ChargetraceError(f"lab: needs a source checkout of chargetrace (no pyproject.toml in {root})")
-    return root
+    candidates = [Path(os.environ["CHARGETRACE_SOURCE"])] if os.environ.get("CHARGETRACE_SOURCE") else []
+    candidates += [Path(chargetrace.cli.__file__).resolve().parent, Path.cwd()]
+    for root in candidates:
+        try:
+            text = (root / "pyproject.toml").read_text()
+        except OSError:
+            continue
+        if 'name = "chargetrace"' in text:
+            return root.resolve()
+    raise ChargetraceError(
+        "lab: needs a chargetrace source checkout to install in the guest: run from one, "
+        "or set CHARGETRACE_SOURCE"
+    )
 
 
 def _chroot(rootfs: Path, *argv: str, log: Path, what: str) -> float:
