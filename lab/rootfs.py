@@ -127,7 +127,7 @@ def _build_wheel(work: Path, log: Path) -> Path:
     src = work / "src"
     shutil.copytree(source_root(), src, ignore=shutil.ignore_patterns(
         ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "*.parquet",
-        "*.partial", "lab-work"))
+        "*.partial", "lab-work", ".venv", "venv"))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
          "-w", work, src], log=log, what="build chargetrace wheel")
     wheels = sorted(work.glob("chargetrace-*.whl"))
