@@ -64,6 +64,29 @@ static __always_inline void ct_fill(struct ct_event *e, u16 kind, u16 probe)
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
 }
 
+/* A row of scalars only (tracepoint and raw-tracepoint variants alike). */
+static __always_inline int ct_emit_scalars(void *ctx, u16 kind, u16 probe, u64 memcg, u64 addr,
+                                           s64 value, s64 ret, s32 item)
+{
+    struct ct_event e = {};
+    ct_fill(&e, kind, probe);
+    e.memcg = memcg;
+    e.addr = addr;
+    e.value = value;
+    e.ret = ret;
+    e.item = item;
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+
+/* The thread group of current has exited (fallback when the tracepoint has
+ * no group_dead): the leader's exit approximates the group's end. */
+static __always_inline s64 ct_leader_exiting(void)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    return (id >> 32) == (u32)id;
+}
+
 static __always_inline int ct_memcg_ok(u64 memcg)
 {
 #ifdef CT_SCOPE_ALL
@@ -90,12 +113,7 @@ TRACEPOINT_PROBE(exceptions, page_fault_user)
 {
     if (!ct_task_ok())
         return 0;
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_fault, CT_TP_FAULT);
-    e.addr = args->address;
-    e.value = args->error_code;
-    CT_EMIT(args, &e);
-    return 0;
+    return ct_emit_scalars(args, CT_KIND_fault, CT_TP_FAULT, 0, args->address, args->error_code, 0, 0);
 }
 #endif
 
@@ -105,12 +123,7 @@ RAW_TRACEPOINT_PROBE(page_fault_user)
 {
     if (!ct_task_ok())
         return 0;
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_fault, CT_RAW_FAULT);
-    e.addr = ctx->args[0];
-    e.value = ctx->args[2];
-    CT_EMIT(ctx, &e);
-    return 0;
+    return ct_emit_scalars(ctx, CT_KIND_fault, CT_RAW_FAULT, 0, ctx->args[0], ctx->args[2], 0, 0);
 }
 #endif
 
@@ -120,13 +133,8 @@ RAW_TRACEPOINT_PROBE(page_fault_user)
 #ifdef CT_TP_MIGRATE
 TRACEPOINT_PROBE(migrate, mm_migrate_pages)
 {
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_page_migration, CT_TP_MIGRATE);
-    e.value = args->succeeded;
-    e.ret = args->failed;
-    e.item = args->reason;
-    CT_EMIT(args, &e);
-    return 0;
+    return ct_emit_scalars(args, CT_KIND_page_migration, CT_TP_MIGRATE, 0, 0, args->succeeded, args->failed,
+                           args->reason);
 }
 #endif
 
@@ -135,13 +143,8 @@ TRACEPOINT_PROBE(migrate, mm_migrate_pages)
  * [large_folio_split (v6.12),] mode, reason): reason is always last. */
 RAW_TRACEPOINT_PROBE(mm_migrate_pages)
 {
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_page_migration, CT_RAW_MIGRATE);
-    e.value = ctx->args[0];
-    e.ret = ctx->args[1];
-    e.item = (int)ctx->args[CT_RAW_MIGRATE_NARGS - 1];
-    CT_EMIT(ctx, &e);
-    return 0;
+    return ct_emit_scalars(ctx, CT_KIND_page_migration, CT_RAW_MIGRATE, 0, 0, ctx->args[0], ctx->args[1],
+                           (int)ctx->args[CT_RAW_MIGRATE_NARGS - 1]);
 }
 #endif
 
@@ -153,13 +156,8 @@ RAW_TRACEPOINT_PROBE(mm_migrate_pages)
     {                                                                           \
         if (!ct_memcg_ok(args->id))                                             \
             return 0;                                                           \
-        struct ct_event e = {};                                                 \
-        ct_fill(&e, CT_KIND_memcg_stat, define);                                \
-        e.memcg = args->id;                                                     \
-        e.item = args->item;                                                    \
-        e.value = (s64)args->val;                                               \
-        CT_EMIT(args, &e);                                                      \
-        return 0;                                                               \
+        return ct_emit_scalars(args, CT_KIND_memcg_stat, define, args->id, 0,   \
+                               (s64)args->val, 0, args->item);                  \
     }
 
 #ifdef CT_TP_MEMCG_EVENTS
@@ -180,13 +178,8 @@ CT_MEMCG_TP(mod_memcg_state, CT_TP_MEMCG_STATE)
         u64 id = ct_memcg_id((const void *)ctx->args[0]);                       \
         if (!ct_memcg_ok(id))                                                   \
             return 0;                                                           \
-        struct ct_event e = {};                                                 \
-        ct_fill(&e, CT_KIND_memcg_stat, define);                                \
-        e.memcg = id;                                                           \
-        e.item = (int)ctx->args[1];                                             \
-        e.value = (s64)(valtype)ctx->args[2];                                   \
-        CT_EMIT(ctx, &e);                                                       \
-        return 0;                                                               \
+        return ct_emit_scalars(ctx, CT_KIND_memcg_stat, define, id, 0,          \
+                               (s64)(valtype)ctx->args[2], 0, (int)ctx->args[1]); \
     }
 #ifdef CT_RAW_MEMCG_EVENTS
 CT_MEMCG_RAW(count_memcg_events, CT_RAW_MEMCG_EVENTS, unsigned long)
@@ -216,11 +209,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         return 0;
     u32 child = args->child_pid;
     ct_scope_add_child(child);
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_fork, CT_TP_FORK);
-    e.value = child;
-    CT_EMIT(args, &e);
-    return 0;
+    return ct_emit_scalars(args, CT_KIND_fork, CT_TP_FORK, 0, 0, child, 0, 0);
 }
 #endif
 
@@ -233,11 +222,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
     u32 child = 0;
     bpf_probe_read_kernel(&child, sizeof(child), (const char *)ctx->args[1] + OFF_TASK_PID);
     ct_scope_add_child(child);
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_fork, CT_RAW_FORK);
-    e.value = child;
-    CT_EMIT(ctx, &e);
-    return 0;
+    return ct_emit_scalars(ctx, CT_KIND_fork, CT_RAW_FORK, 0, 0, child, 0, 0);
 }
 #endif
 
@@ -246,17 +231,13 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     if (!ct_task_ok())
         return 0;
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_exit, CT_TP_EXIT);
 #ifdef CT_EXIT_HAS_GROUP_DEAD
     /* group_dead is feature-detected from the format file (present on 6.18). */
-    e.value = args->group_dead ? 1 : 0;
+    s64 gone = args->group_dead ? 1 : 0;
 #else
-    /* Older kernels: the leader's exit approximates the group's end. */
-    e.value = e.pid == e.tid;
+    s64 gone = ct_leader_exiting();
 #endif
-    CT_EMIT(args, &e);
-    return 0;
+    return ct_emit_scalars(args, CT_KIND_exit, CT_TP_EXIT, 0, 0, gone, 0, 0);
 }
 #endif
 
@@ -266,15 +247,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 {
     if (!ct_task_ok())
         return 0;
-    struct ct_event e = {};
-    ct_fill(&e, CT_KIND_exit, CT_RAW_EXIT);
 #if defined(CT_RAW_EXIT_NARGS) && CT_RAW_EXIT_NARGS >= 2
-    e.value = ctx->args[1] ? 1 : 0;
+    s64 gone = ctx->args[1] ? 1 : 0;
 #else
-    e.value = e.pid == e.tid;
+    s64 gone = ct_leader_exiting();
 #endif
-    CT_EMIT(ctx, &e);
-    return 0;
+    return ct_emit_scalars(ctx, CT_KIND_exit, CT_RAW_EXIT, 0, 0, gone, 0, 0);
 }
 #endif
 
