@@ -556,6 +556,19 @@ static __always_inline void ct_mvma_stash(struct pt_regs *ctx)
     s.c = PT_REGS_PARM3(ctx);
     stash_mvma.update(&key, &s);
 }
+
+/* The entry arguments stashed for this thread's call, removed; 0 if none
+ * (the call began before the recording). */
+static __always_inline int ct_mvma_take(struct ct_stash *out)
+{
+    u64 key = bpf_get_current_pid_tgid();
+    struct ct_stash *s = stash_mvma.lookup(&key);
+    if (!s)
+        return 0;
+    *out = *s;
+    stash_mvma.delete(&key);
+    return 1;
+}
 #endif
 
 #ifdef CT_KP_MVMA_SETUP
@@ -563,12 +576,10 @@ static __always_inline void ct_mvma_stash(struct pt_regs *ctx)
 int ct_kp_mvma_setup(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
 int ct_kret_mvma_setup(struct pt_regs *ctx)
 {
-    u64 key = bpf_get_current_pid_tgid();
-    struct ct_stash *s = stash_mvma.lookup(&key);
-    if (!s)
+    struct ct_stash s;
+    if (!ct_mvma_take(&s))
         return 0;
-    const char *mv = (const char *)s->a;
-    stash_mvma.delete(&key);
+    const char *mv = (const char *)s.a;
     unsigned long start = 0, npages = 0, cpages = 0;
     bpf_probe_read_kernel(&start, sizeof(start), mv + OFF_MVMA_START);
     bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
@@ -583,12 +594,10 @@ int ct_kret_mvma_setup(struct pt_regs *ctx)
 int ct_kp_mvma_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
 int ct_kret_mvma_pages(struct pt_regs *ctx)
 {
-    u64 key = bpf_get_current_pid_tgid();
-    struct ct_stash *s = stash_mvma.lookup(&key);
-    if (!s)
+    struct ct_stash s;
+    if (!ct_mvma_take(&s))
         return 0;
-    const char *mv = (const char *)s->a;
-    stash_mvma.delete(&key);
+    const char *mv = (const char *)s.a;
     const unsigned long *src = NULL;
     unsigned long npages = 0;
     bpf_probe_read_kernel(&src, sizeof(src), mv + OFF_MVMA_SRC);
@@ -616,12 +625,10 @@ int ct_kp_mvma_finalize(struct pt_regs *ctx)
 int ct_kp_mdev_range(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
 int ct_kret_mdev_range(struct pt_regs *ctx)
 {
-    u64 key = bpf_get_current_pid_tgid();
-    struct ct_stash *s = stash_mvma.lookup(&key);
-    if (!s)
+    struct ct_stash s;
+    if (!ct_mvma_take(&s))
         return 0;
-    u64 start = s->b, npages = s->c;
-    stash_mvma.delete(&key);
+    u64 start = s.b, npages = s.c;
     return ct_mvma_emit(ctx, CT_KIND_migrate_setup, CT_KP_MDEV_RANGE, 1, start, npages, -1,
                         (long)PT_REGS_RC(ctx));
 }
@@ -633,13 +640,11 @@ int ct_kret_mdev_range(struct pt_regs *ctx)
 int ct_kp_mdev_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
 int ct_kret_mdev_pages(struct pt_regs *ctx)
 {
-    u64 key = bpf_get_current_pid_tgid();
-    struct ct_stash *s = stash_mvma.lookup(&key);
-    if (!s)
+    struct ct_stash s;
+    if (!ct_mvma_take(&s))
         return 0;
-    const unsigned long *src = (const unsigned long *)s->a;
-    u64 npages = s->c;
-    stash_mvma.delete(&key);
+    const unsigned long *src = (const unsigned long *)s.a;
+    u64 npages = s.c;
     return ct_mvma_emit(ctx, CT_KIND_migrate_pages, CT_KP_MDEV_PAGES, 1, 0, npages,
                         ct_count_migrating(src, npages), 0);
 }
