@@ -64,8 +64,6 @@ class MemcgLedger:
     split_tails: int = 0
     counters: Counter = field(default_factory=Counter)  # memcg_stat item -> sum
     usage: list[tuple[int, int, str, int]] = field(default_factory=list)  # (seq, ts, item, bytes)
-    first_seq: int = -1
-    last_seq: int = -1
 
 
 @dataclass
@@ -76,7 +74,6 @@ class Window:
     ts_ns: int
     item: str = ""
     transfers: int = 0
-    in_pages_call: bool = True
 
 
 class Model:
@@ -103,11 +100,6 @@ class Model:
             led = self.memcgs[memcg] = MemcgLedger(memcg)
         return led
 
-    def charged_memcg(self, folio: int) -> int | None:
-        """The memcg the model holds ``folio`` charged to; 0 uncharged; None unknown."""
-        state = self.folios.get(folio)
-        return None if state is None else state.memcg
-
     # -- transitions ------------------------------------------------------------
     def apply(self, ev: Event) -> None:
         if self.first_ts < 0:
@@ -128,24 +120,17 @@ class Model:
         led = self.memcgs.get(memcg)
         return led is not None and led.split_tails >= nr
 
-    def _take_split_credit(self, memcg: int, nr: int, seq: int) -> bool:
+    def _take_split_credit(self, memcg: int, nr: int) -> bool:
         if not self.split_credit(memcg, nr):
             return False
-        self._touch(memcg, seq).split_tails -= nr
+        self.ledger(memcg).split_tails -= nr
         return True
 
-    def _touch(self, memcg: int, seq: int) -> MemcgLedger:
-        led = self.ledger(memcg)
-        if led.first_seq < 0:
-            led.first_seq = seq
-        led.last_seq = seq
-        return led
-
-    def _drop_charge(self, state: FolioState, seq: int) -> None:
+    def _drop_charge(self, state: FolioState) -> None:
         """Release the model's charge for ``state`` from its memcg."""
         if not state.memcg:
             return
-        led = self._touch(state.memcg, seq)
+        led = self.ledger(state.memcg)
         if state.in_trace:
             led.live -= state.nr
             led.uncharged += state.nr
@@ -157,9 +142,9 @@ class Model:
             return  # R2: a failed charge has no effect
         prior = self.folios.get(ev.folio)
         if prior is not None and prior.memcg:
-            self._drop_charge(prior, ev.seq)  # R1 reported it; keep one charge
+            self._drop_charge(prior)  # R1 reported it; keep one charge
         nr = ev.nr_pages or 1
-        led = self._touch(ev.memcg, ev.seq)
+        led = self.ledger(ev.memcg)
         led.charged += nr
         led.live += nr
         self.folios[ev.folio] = FolioState(ev.memcg, nr, VIA_CHARGE, ev.seq, ev.ts_ns, ev.pid)
@@ -168,10 +153,10 @@ class Model:
         prior = self.folios.get(ev.folio)
         nr = ev.nr_pages or (prior.nr if prior else 1)
         if prior is not None and prior.memcg:
-            self._drop_charge(prior, ev.seq)
+            self._drop_charge(prior)
         elif ev.memcg:
-            led = self._touch(ev.memcg, ev.seq)
-            if prior is None and self._take_split_credit(ev.memcg, nr, ev.seq):
+            led = self.ledger(ev.memcg)
+            if prior is None and self._take_split_credit(ev.memcg, nr):
                 led.live -= nr  # a part of a large folio split in the trace
                 led.uncharged += nr
             elif prior is None:
@@ -195,15 +180,15 @@ class Model:
         if old is not None and old.memcg:
             in_trace = old.in_trace
         else:
-            in_trace = old is None and self._take_split_credit(ev.memcg, nr, ev.seq)
+            in_trace = old is None and self._take_split_credit(ev.memcg, nr)
         target = ev.memcg_new or ev.memcg
         if old is not None and old.memcg:
             if old.memcg != target:  # R5 reported it; follow the kernel
-                self._drop_charge(old, ev.seq)
+                self._drop_charge(old)
                 in_trace = False
-        led = self._touch(target, ev.seq)
+        led = self.ledger(target)
         led.transferred_in += nr
-        self._touch(ev.memcg, ev.seq).transferred_out += nr
+        self.ledger(ev.memcg).transferred_out += nr
         self.folios[ev.folio] = FolioState(0, nr, VIA_TRANSFERRED_AWAY, ev.seq, ev.ts_ns, ev.pid)
         self.folios[ev.folio_new] = FolioState(
             target, nr, VIA_TRANSFER, ev.seq, ev.ts_ns, old.pid if old else ev.pid, in_trace
@@ -220,11 +205,11 @@ class Model:
             return
         old = self.folios.get(ev.folio)
         nr = ev.nr_pages or (old.nr if old else 1)
-        led = self._touch(memcg, ev.seq)
+        led = self.ledger(memcg)
         led.force_charged += nr
         led.live += nr
         if old is None:
-            split_part = bool(ev.memcg) and self._take_split_credit(ev.memcg, nr, ev.seq)
+            split_part = bool(ev.memcg) and self._take_split_credit(ev.memcg, nr)
             old = self.folios[ev.folio] = FolioState(
                 ev.memcg, nr, VIA_PRE_TRACE, ev.seq, ev.ts_ns, ev.pid, in_trace=split_part
             )
@@ -240,7 +225,7 @@ class Model:
             return
         state = self.folios.get(ev.folio)
         if state is not None and state.memcg:
-            self._drop_charge(state, ev.seq)  # the kernel found it uncharged; follow it
+            self._drop_charge(state)  # the kernel found it uncharged; follow it
             self.folios[ev.folio] = FolioState(0, state.nr, VIA_UNCHARGE, ev.seq, ev.ts_ns, ev.pid)
 
     def free_without_uncharge(self, free: Event) -> None:
@@ -248,9 +233,9 @@ class Model:
         uncharged it, so the model does (the rule has reported the gap)."""
         state = self.folios.get(free.folio)
         if state is not None and state.memcg:
-            self._drop_charge(state, free.seq)
+            self._drop_charge(state)
         elif state is None:
-            self._touch(free.memcg, free.seq).pre_trace_uncharged += free.nr_pages or 1
+            self.ledger(free.memcg).pre_trace_uncharged += free.nr_pages or 1
         self.folios[free.folio] = FolioState(0, free.nr_pages or 1, VIA_UNCHARGE, free.seq, free.ts_ns, free.pid)
 
     def _apply_split(self, ev: Event) -> None:
@@ -260,14 +245,14 @@ class Model:
         if state is None or not state.memcg or piece >= state.nr:
             return
         if state.in_trace:
-            self._touch(state.memcg, ev.seq).split_tails += state.nr - piece
+            self.ledger(state.memcg).split_tails += state.nr - piece
         state.nr = piece
 
     def _apply_memcg_stat(self, ev: Event) -> None:
-        self._touch(ev.memcg, ev.seq).counters[ev.item] += ev.value
+        self.ledger(ev.memcg).counters[ev.item] += ev.value
 
     def _apply_usage(self, ev: Event) -> None:
-        self._touch(ev.memcg, ev.seq).usage.append((ev.seq, ev.ts_ns, ev.item, ev.value))
+        self.ledger(ev.memcg).usage.append((ev.seq, ev.ts_ns, ev.item, ev.value))
 
     def _apply_migrate_setup(self, ev: Event) -> None:
         self.migrate_windows[ev.tid] = Window(ev.seq, ev.ts_ns, ev.item)
@@ -275,7 +260,6 @@ class Model:
     def _apply_migrate_pages(self, ev: Event) -> None:
         window = self.migrate_windows.get(ev.tid)
         if window is not None:
-            window.in_pages_call = False
             window.transfers = 0
 
     def _apply_migrate_finalize(self, ev: Event) -> None:
