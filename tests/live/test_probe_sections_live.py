@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from chargetrace.tracer.catalogue import MAIN_SOURCE, VARIANTS, capture_stderr, compile_cflags
+from chargetrace.tracer.catalogue import MAIN_SOURCE, VARIANTS
+from chargetrace.tracer.trials import capture_stderr, compile_cflags
 from chargetrace.tracer.program import FOLLOW_TRACEPOINTS
 from chargetrace.tracer.recorder import setup_kernel
 
