@@ -284,3 +284,18 @@ def test_existing_cgroup_and_pid_scopes_start_armed(tmp_path: Path, workload: Pa
         assert not s.exited and s.tasks_left == [{"pid": target.pid, "comm": "workload"}]
         assert set(s.phases) == {"start", "end"} and s.settle is None and s.exit_status is None
         assert (df[df.kind == "fault"].pid == target.pid).all() and (df.kind == "fault").sum() > 0
+
+
+def test_settle_says_what_stayed_charged_and_why(tmp_path: Path) -> None:
+    shm = Path(f"/dev/shm/ct-live-{os.getpid()}")
+    try:
+        run = record(tmp_path, "--", "sh", "-c", f"dd if=/dev/zero of={shm} bs=1M count=8 2>/dev/null")
+        assert run.returncode == 0, run.stderr
+    finally:
+        shm.unlink(missing_ok=True)
+    _d, meta = _df(run.trace)
+    settle = meta.scope.settle
+    assert settle["done"] and settle["method"] in ("force_empty", "reclaim")
+    # the tmpfs file outlives the command: no swap, so reclaim cannot take it
+    assert settle["unreclaimed_bytes"] >= 8 << 20
+    assert settle["why"].startswith("shmem/tmpfs/memfd pages (reclaim needs swap): 8388608 bytes")
