@@ -45,6 +45,7 @@ class ScopeTracker:
         self.by_tgid = by_tgid
         self.entries: dict[int, dict[str, Any]] = {}
         self._memcgs: dict[int, Memcg] = {}
+        self._gone: set[int] = set()
         self._mount, self.version = memcg_mount()
         if root is not None:
             self._add(root, created=fresh)
@@ -85,10 +86,12 @@ class ScopeTracker:
         put in the scope, with their hierarchy."""
         created = self._created()
         in_bpf = {int(k.value) for k in self._bpf[b"scope_memcg"].keys()}
-        for mid in in_bpf - self.entries.keys():
+        for mid in in_bpf - self.entries.keys() - self._gone:
             found = self._find(mid)
             if found is not None:
                 self._add(found, created=mid in created)
+            else:
+                self._gone.add(mid)  # removed before it was seen: do not walk for it again
         for memcg in list(self._memcgs.values()):
             try:
                 below = memcg.descendants()
