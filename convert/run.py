@@ -1,0 +1,206 @@
+"""Convert a perf / trace-cmd / tracefs recording into a chargetrace trace.
+
+Reads the text (``textparse``), maps each record (``mapping``) and writes
+through ``chargetrace.traces.TraceWriter``, in the input's order (``seq``).
+Provenance: ``meta.recorder`` names the source tool, ``meta.provenance``
+holds the source file, its layout, the tool version, line counts, timestamp
+resolution and the tracepoints that were not mapped; ``meta.probes`` lists a
+probe for every kind the recording had a tracepoint for and, for the others,
+why there is none — so the replay judges only what was recorded.
+
+Limits: the scope (the workload's memcg, whether it was created after the
+recording began, exited and drained) is not in a perf or trace-cmd recording;
+the caller says it (``ConvertConfig``). Without the recorded kernel's BTF,
+memcg counter items stay numbers (``item55``) and counter rules cannot use them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chargetrace.traces import KINDS, ChargetraceError, Era, Scope, TraceMeta, TraceWriter
+
+from .mapping import Mapper
+from .textparse import Header, parse_lines, text_lines
+
+__all__ = ["ConvertConfig", "ConvertResult", "convert_file", "counter_item_names"]
+
+_BATCH = 50_000
+#: Kinds only the chargetrace recorder itself produces (no tracepoint has them).
+_RECORDER_KINDS = ("usage", "lost")
+
+
+@dataclass
+class ConvertConfig:
+    source: Path
+    output: Path
+    fmt: str = "auto"  # auto | perf | trace-cmd | ftrace
+    btf: Path | None = None  # the recorded kernel's BTF (default: this kernel's)
+    memcg: int | None = None
+    cgroup: Path | None = None
+    fresh: bool = False
+    exited: bool = False
+    settled: str = ""
+    argv: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConvertResult:
+    path: Path
+    fmt: str
+    lines: int
+    events: int
+    skipped_lines: int
+    unmapped: dict[str, int]
+    probes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.fmt, "lines": self.lines, "events": self.events,
+                "skipped_lines": self.skipped_lines, "unmapped": dict(self.unmapped), "probes": list(self.probes)}
+
+
+def counter_item_names(btf_path: Path | None) -> tuple[dict[str, dict[int, str]], str]:
+    """Per memcg tracepoint probe, item number -> enum name, from the BTF at
+    ``btf_path`` (default: the running kernel's), with the recorder's own
+    tables; and where the names came from ("" = no BTF)."""
+    from chargetrace.tracer.btf import VMLINUX_BTF, load_vmlinux_btf
+    from chargetrace.tracer.catalogue import VARIANTS, item_tables
+    from chargetrace.tracer.headers import HeaderSource
+    from chargetrace.tracer.kernel import KernelInfo
+
+    path = btf_path or Path(VMLINUX_BTF)
+    if btf_path is not None and not Path(btf_path).exists():
+        raise ChargetraceError(f"{btf_path}: no such BTF file")
+    btf = load_vmlinux_btf(path)
+    if btf is None:
+        return {}, ""
+    kernel = KernelInfo(os.uname().release, btf, HeaderSource("btf-stub", None, False))
+    tables = item_tables(kernel)
+    return {v.probe: tables[v.pid] for v in VARIANTS if v.pid in tables and v.probe.startswith("tp:memcg:")}, str(path)
+
+
+def _era(btf_path: Path | None, release: str) -> Era:
+    """The era by feature, from BTF (the recorded kernel's, or this one's when
+    the recording was made on this kernel); unknown otherwise."""
+    if btf_path is None and release and release != os.uname().release:
+        return Era(detected_by=f"unknown: recorded on {release}, no --btf given")
+    from chargetrace.tracer.btf import VMLINUX_BTF, load_vmlinux_btf
+    from chargetrace.tracer.headers import HeaderSource
+    from chargetrace.tracer.kernel import KernelInfo, detect_era
+
+    btf = load_vmlinux_btf(btf_path or VMLINUX_BTF)
+    if btf is None:
+        return Era(detected_by="unknown: no BTF")
+    # kallsyms would describe this kernel, not necessarily the recorded one: BTF only.
+    kernel = KernelInfo(release or os.uname().release, btf, HeaderSource("btf-stub", None, False),
+                        kallsyms_path=Path("/nonexistent"))
+    return detect_era(kernel)
+
+
+def _scope(config: ConvertConfig) -> Scope:
+    memcg = config.memcg
+    path = ""
+    if config.cgroup is not None:
+        try:
+            ino = os.stat(config.cgroup).st_ino
+        except OSError as exc:
+            raise ChargetraceError(f"{config.cgroup}: cannot stat ({exc.strerror or exc})") from None
+        if memcg is not None and memcg != ino:
+            raise ChargetraceError(f"--memcg {memcg} is not the id of {config.cgroup} ({ino})")
+        memcg, path = ino, str(config.cgroup)
+    if memcg is None:
+        if config.fresh or config.exited or config.settled:
+            raise ChargetraceError("--fresh/--exited/--settled describe a scope: give --memcg or --cgroup too")
+        return Scope(kind="system")
+    return Scope(kind="cgroup", cgroup_path=path, memcg=memcg, fresh=config.fresh, exited=config.exited,
+                 settled=config.settled)
+
+
+def _probes(mapper: Mapper, header: Header, tool: str) -> list[dict[str, Any]]:
+    seen = dict(mapper.probes_seen)
+    # Enabled in the recording but never fired: still attached (zero events is a fact).
+    from .mapping import TRACEPOINT_KINDS
+
+    for event in header.events:
+        sys_, _, name = event.partition(":")
+        kind = TRACEPOINT_KINDS.get((sys_, name))
+        if kind is not None:
+            seen.setdefault(f"tp:{sys_}:{name}", (kind, "tracepoint"))
+    probes = [{"event": p.split(":", 1)[1], "kind": k, "probe": p, "how": how} for p, (k, how) in sorted(seen.items())]
+    have = {k for k, _ in seen.values()}
+    for kind in KINDS:
+        if kind not in have:
+            why = ("written only by chargetrace record" if kind in _RECORDER_KINDS
+                   else f"no tracepoint or kprobe event for it in the {tool} recording")
+            probes.append({"event": kind, "kind": kind, "probe": None, "how": None, "reason": why})
+    return probes
+
+
+def convert_file(config: ConvertConfig, progress: Callable[[str, int, int], None] | None = None) -> ConvertResult:
+    """Convert ``config.source`` into the trace ``config.output``."""
+    source = Path(config.source)
+    if not source.exists():
+        raise ChargetraceError(f"{source}: no such file")
+    if config.fmt not in ("auto", "perf", "trace-cmd", "ftrace"):
+        raise ChargetraceError(f"--from {config.fmt}: unknown input format")
+    scope = _scope(config)
+    items, items_from = counter_item_names(config.btf)
+    lines, layout = text_lines(source, config.fmt)
+    tool = "perf" if layout == "perf" else ("trace-cmd" if config.fmt == "trace-cmd" else "ftrace text")
+    header, stats = Header(), {"lines": 0, "skipped": 0}
+    mapper = Mapper(items)
+    meta = TraceMeta(recorder=f"{tool} (chargetrace convert)", scope=scope, page_size=os.sysconf("SC_PAGE_SIZE"))
+    size = max(source.stat().st_size, 1)
+    if Path(config.output).exists():
+        raise ChargetraceError(f"{config.output}: already exists")
+    writer = TraceWriter(config.output, meta, flush_rows=1 << 20, flush_seconds=3600)
+    events, batch = 0, []
+    max_cpu = -1
+    try:
+        for rec in parse_lines(lines, layout, header, stats):
+            row = mapper.row(rec)
+            if row is None:
+                continue
+            max_cpu = max(max_cpu, rec.cpu)
+            batch.append(row)
+            if len(batch) >= _BATCH:
+                writer.append_rows(batch)
+                events += len(batch)
+                batch = []
+                if progress:
+                    progress(f"convert {source.name}: {events} events", min(stats["lines"] * 80, size), size)
+        writer.append_rows(batch)
+        events += len(batch)
+    except BaseException:
+        writer.close()
+        Path(config.output).unlink(missing_ok=True)
+        raise
+    meta.kernel_release = header.kernel_release
+    meta.host = header.host
+    meta.ncpus = header.ncpus or max_cpu + 1 or 1
+    meta.era = _era(config.btf, header.kernel_release)
+    meta.probes = _probes(mapper, header, tool)
+    meta.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    meta.ended_at = meta.started_at
+    meta.provenance = {
+        "converted_from": str(source),
+        "tool": tool,
+        "tool_version": header.tool_version,
+        "layout": layout,
+        "command": config.argv,
+        "lines": stats["lines"],
+        "skipped_lines": stats["skipped"],
+        "unmapped_tracepoints": dict(sorted(mapper.unmapped.items())),
+        "counter_items_from": items_from or "none (items are numbers)",
+        "unnamed_item_probes": sorted(mapper.unnamed_items),
+        "note": "ts_ns is the source tool's timestamp (perf: its clock, default CLOCK_MONOTONIC for tracepoints)",
+    }
+    writer.meta = meta
+    writer.close()
+    return ConvertResult(Path(config.output), tool, stats["lines"], events, stats["skipped"],
+                         dict(mapper.unmapped), [p["probe"] for p in meta.probes if p["probe"]])
