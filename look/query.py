@@ -70,9 +70,19 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+#: Kernel pointers and ids do not fit int64: these columns are uint64.
+_UNSIGNED = ("seq", "ts_ns", "folio", "memcg")
+
+
 def _arrow_of(rows: list[dict[str, Any]], columns: Iterable[str]) -> pa.Table:
     cols = list(dict.fromkeys([*columns, *(k for r in rows for k in r)]))
-    return pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in cols})
+    if not rows:
+        return pa.table({c: pa.array([], pa.uint64() if c in _UNSIGNED else pa.string()) for c in cols})
+    arrays = {}
+    for c in cols:
+        values = [r.get(c) for r in rows]
+        arrays[c] = pa.array(values, pa.uint64()) if c in _UNSIGNED else pa.array(values)
+    return pa.table(arrays)
 
 
 def _connect(paths: list[str], sql: str, progress: Progress | None):
