@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .textparse import Record
+from .textparse import LOST_SYSTEM, Record
 
 __all__ = ["Mapper", "TRACEPOINT_KINDS", "KPROBE_KINDS", "SYSTEM_OF"]
 
@@ -86,6 +86,10 @@ class Mapper:
         self.unmapped: dict[str, int] = {}
         self.probes_seen: dict[str, tuple[str, str]] = {}  # probe -> (kind, how)
         self.unnamed_items: set[str] = set()
+        #: Events the recording tool dropped, per CPU (meta.drops).
+        self.drops: dict[str, int] = {}
+        self._first_ts: int | None = None
+        self._last_lost: dict[int, int] = {}
         self._by_kind: dict[str, Callable[[Record, dict[str, Any]], None]] = {
             "memcg_stat": self._memcg_stat,
             "fault": self._fault,
@@ -95,6 +99,10 @@ class Mapper:
         }
 
     def row(self, rec: Record) -> dict[str, Any] | None:
+        if self._first_ts is None:
+            self._first_ts = rec.ts_ns
+        if rec.system == LOST_SYSTEM:
+            return self._lost(rec)
         system = rec.system or SYSTEM_OF.get(rec.name, "")
         base = {"ts_ns": rec.ts_ns, "cpu": rec.cpu, "pid": rec.pid, "tid": rec.tid, "comm": rec.comm}
         kind = TRACEPOINT_KINDS.get((system, rec.name))
@@ -119,6 +127,18 @@ class Mapper:
         key = f"{system}:{rec.name}" if system else rec.name
         self.unmapped[key] = self.unmapped.get(key, 0) + 1
         return None
+
+    def _lost(self, rec: Record) -> dict[str, Any]:
+        # The tools say how many were dropped, not when: the window reaches back
+        # to the previous drop on that CPU (or the first event), so every
+        # finding that could depend on them is marked inconclusive.
+        n = _int(rec.fields.get("lost"))
+        start = self._last_lost.get(rec.cpu, self._first_ts or 0)
+        self._last_lost[rec.cpu] = rec.ts_ns
+        self.drops[str(rec.cpu)] = self.drops.get(str(rec.cpu), 0) + n
+        self.probes_seen.setdefault("recorder", ("lost", "recorder"))
+        return {"ts_ns": rec.ts_ns, "cpu": rec.cpu, "kind": "lost", "probe": "recorder", "value": n,
+                "span_ns": max(0, rec.ts_ns - start)}
 
     # -- per kind ----------------------------------------------------------------
     def _memcg_stat(self, rec: Record, row: dict[str, Any]) -> None:

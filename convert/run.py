@@ -32,7 +32,7 @@ __all__ = ["ConvertConfig", "ConvertResult", "convert_file", "counter_item_names
 
 _BATCH = 50_000
 #: Kinds only the chargetrace recorder itself produces (no tracepoint has them).
-_RECORDER_KINDS = ("usage", "lost")
+_RECORDER_KINDS = ("usage",)
 
 
 @dataclass
@@ -131,12 +131,16 @@ def _probes(mapper: Mapper, header: Header, tool: str) -> list[dict[str, Any]]:
         kind = TRACEPOINT_KINDS.get((sys_, name))
         if kind is not None:
             seen.setdefault(f"tp:{sys_}:{name}", (kind, "tracepoint"))
-    probes = [{"event": p.split(":", 1)[1], "kind": k, "probe": p, "how": how} for p, (k, how) in sorted(seen.items())]
+    probes = [{"event": p.split(":", 1)[-1], "kind": k, "probe": p, "how": how} for p, (k, how) in sorted(seen.items())]
     have = {k for k, _ in seen.values()}
     for kind in KINDS:
         if kind not in have:
-            why = ("written only by chargetrace record" if kind in _RECORDER_KINDS
-                   else f"no tracepoint or kprobe event for it in the {tool} recording")
+            if kind in _RECORDER_KINDS:
+                why = "written only by chargetrace record"
+            elif kind == "lost":
+                why = f"the {tool} recording reported no dropped events"
+            else:
+                why = f"no tracepoint or kprobe event for it in the {tool} recording"
             probes.append({"event": kind, "kind": kind, "probe": None, "how": None, "reason": why})
     return probes
 
@@ -155,7 +159,6 @@ def convert_file(config: ConvertConfig, progress: Callable[[str, int, int], None
     header, stats = Header(), {"lines": 0, "skipped": 0}
     mapper = Mapper(items)
     meta = TraceMeta(recorder=f"{tool} (chargetrace convert)", scope=scope, page_size=os.sysconf("SC_PAGE_SIZE"))
-    size = max(source.stat().st_size, 1)
     if Path(config.output).exists():
         raise ChargetraceError(f"{config.output}: already exists")
     writer = TraceWriter(config.output, meta, flush_rows=1 << 20, flush_seconds=3600)
@@ -173,9 +176,16 @@ def convert_file(config: ConvertConfig, progress: Callable[[str, int, int], None
                 events += len(batch)
                 batch = []
                 if progress:
-                    progress(f"convert {source.name}: {events} events", min(stats["lines"] * 80, size), size)
+                    # Lines are counted as they stream: the total is not known in advance.
+                    progress(f"convert {source.name}: {stats['lines']} lines, {events} events", 0, 0)
         writer.append_rows(batch)
         events += len(batch)
+        if not mapper.probes_seen:
+            # An empty conversion would replay "balanced": refuse it instead.
+            unmapped = ", ".join(sorted(mapper.unmapped)) or "none"
+            raise ChargetraceError(
+                f"{source}: no event that chargetrace can use ({stats['lines']} lines; tracepoints seen: {unmapped})"
+            )
     except BaseException:
         writer.close()
         Path(config.output).unlink(missing_ok=True)
@@ -185,14 +195,16 @@ def convert_file(config: ConvertConfig, progress: Callable[[str, int, int], None
     meta.ncpus = header.ncpus or max_cpu + 1 or 1
     meta.era = _era(config.btf, header.kernel_release)
     meta.probes = _probes(mapper, header, tool)
-    meta.started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-    meta.ended_at = meta.started_at
+    meta.drops = {"total": sum(mapper.drops.values()), "per_cpu": dict(mapper.drops)}
+    # The recording's wall-clock time is known only from perf's header.
+    meta.started_at = header.captured_on
     meta.provenance = {
         "converted_from": str(source),
         "tool": tool,
         "tool_version": header.tool_version,
         "layout": layout,
         "command": config.argv,
+        "converted_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "lines": stats["lines"],
         "skipped_lines": stats["skipped"],
         "unmapped_tracepoints": dict(sorted(mapper.unmapped.items())),

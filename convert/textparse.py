@@ -28,7 +28,7 @@ from pathlib import Path
 
 from chargetrace.traces import ChargetraceError
 
-__all__ = ["Record", "Header", "parse_lines", "detect_format", "text_lines", "parse_fields", "FORMATS"]
+__all__ = ["Record", "Header", "parse_lines", "detect_format", "text_lines", "parse_fields", "FORMATS", "LOST_SYSTEM"]
 
 FORMATS = ("perf", "trace-cmd", "ftrace")
 
@@ -40,6 +40,15 @@ _FTRACE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<tid>\d+)\s+(?:\(\s*(?P<pid>[\d-]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:(?P<flags>[\w.]{4,5})\s+)?(?P<ts>\d+\.\d+):\s+(?:(?P<sys>[\w-]+):)?(?P<name>[\w.-]+):\s*(?P<rest>.*)$"
 )
+#: perf script --show-lost-events: "COMM PID/TID [CPU] TS: PERF_RECORD_LOST lost N".
+_PERF_LOST = re.compile(
+    r"^\s*(?P<comm>\S.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+\[(?P<cpu>\d+)\]\s+(?P<ts>\d+\.\d+):\s+"
+    r"PERF_RECORD_LOST(?:_SAMPLES)?\s+lost\s+(?P<n>\d+)"
+)
+#: trace-cmd report / tracefs: "CPU:1 [LOST 123 EVENTS]" (no time stamp of its own).
+_FTRACE_LOST = re.compile(r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[LOST\s+(?P<n>\d+)\s+EVENTS\]")
+#: System name of the records that stand for events the tool dropped.
+LOST_SYSTEM = "lost"
 _FIELD = re.compile(r"([A-Za-z_]\w*)=(\S*)")
 _PERF_MAGIC = b"PERFILE2"
 _TRACECMD_MAGIC = b"\x17\x08\x44tracing"
@@ -68,6 +77,7 @@ class Header:
     ncpus: int = 0
     events: list[str] = field(default_factory=list)  # "sys:name" enabled in the recording
     tool_version: str = ""
+    captured_on: str = ""  # perf's "captured on" line, as printed
 
 
 def parse_fields(rest: str) -> dict[str, str]:
@@ -91,6 +101,8 @@ def _header(line: str, header: Header) -> None:
         header.host = value
     elif key == "nrcpus avail":
         header.ncpus = int(value) if value.isdigit() else 0
+    elif key == "captured on":
+        header.captured_on = value
     elif key == "perf version":
         header.tool_version = value
     elif key == "event":
@@ -113,11 +125,18 @@ def detect_format(first_lines: list[str]) -> str:
 
 def parse_lines(lines: Iterator[str], fmt: str, header: Header, stats: dict[str, int]) -> Iterator[Record]:
     """Records of ``lines`` in the given layout; ``stats`` counts lines and skips."""
-    pattern = _PERF if fmt == "perf" else _FTRACE
+    pattern, lost = (_PERF, _PERF_LOST) if fmt == "perf" else (_FTRACE, _FTRACE_LOST)
+    last_ts = 0
     for line in lines:
         stats["lines"] = stats.get("lines", 0) + 1
         if line.startswith("#"):
             _header(line, header)
+            continue
+        m = lost.match(line)
+        if m is not None:
+            # Dropped by the tool's ring buffer: the replay must know (inconclusive, not balanced).
+            ts = _ns(m.group("ts")) if "ts" in m.groupdict() else last_ts
+            yield Record(ts, int(m.group("cpu")), 0, 0, "", LOST_SYSTEM, "lost", {"lost": m.group("n")})
             continue
         m = pattern.match(line)
         if m is None:
@@ -130,7 +149,8 @@ def parse_lines(lines: Iterator[str], fmt: str, header: Header, stats: dict[str,
             pid = tid = int(pid_text)  # default perf script layout prints the tid only
         else:
             pid = int(pid_text) if pid_text and pid_text.lstrip("-").isdigit() else tid
-        yield Record(_ns(m.group("ts")), int(m.group("cpu")), pid, tid, m.group("comm").strip(),
+        last_ts = _ns(m.group("ts"))
+        yield Record(last_ts, int(m.group("cpu")), pid, tid, m.group("comm").strip(),
                      m.group("sys") or "", m.group("name"), parse_fields(m.group("rest")))
 
 
@@ -155,7 +175,7 @@ def text_lines(path: Path, fmt: str) -> tuple[Iterator[str], str]:
     except OSError as exc:
         raise ChargetraceError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if head.startswith(_PERF_MAGIC) and fmt in ("auto", "perf"):
-        return _run(["perf", "script", "-i", str(path), "--ns", "--header",
+        return _run(["perf", "script", "-i", str(path), "--ns", "--header", "--show-lost-events",
                      "-F", "comm,pid,tid,cpu,time,event,trace"], str(path)), "perf"
     if head.startswith(_TRACECMD_MAGIC) and fmt in ("auto", "trace-cmd"):
         return _run(["trace-cmd", "report", "-t", "-i", str(path)], str(path)), "ftrace"

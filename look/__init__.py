@@ -16,7 +16,9 @@ extra (``pip install 'chargetrace[look]'``) and are imported only when used.
 from __future__ import annotations
 
 from .frames import Analysis, analyze, events, findings, ledger
+from .perfetto import export_perfetto
 from .query import TABLES, QueryResult, query, query_df
+from .report import write_report
 
 __all__ = [
     "Analysis",
@@ -32,16 +34,3 @@ __all__ = [
     "write_report",
 ]
 
-
-def write_report(*args, **kwargs):  # noqa: ANN002, ANN003 - see report.write_report
-    """See :func:`chargetrace.look.report.write_report`."""
-    from .report import write_report as _write
-
-    return _write(*args, **kwargs)
-
-
-def export_perfetto(*args, **kwargs):  # noqa: ANN002, ANN003 - see perfetto.export_perfetto
-    """See :func:`chargetrace.look.perfetto.export_perfetto`."""
-    from .perfetto import export_perfetto as _export
-
-    return _export(*args, **kwargs)

@@ -114,3 +114,35 @@ def test_convert_refuses_scope_flags_without_memcg(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "chargetrace.cli", "convert", str(src), "-o", str(tmp_path / "o.parquet"),
                            "--fresh"], capture_output=True, text=True)
     assert proc.returncode == 2 and "give --memcg or --cgroup" in proc.stderr
+
+
+def test_dropped_events_become_lost_rows_and_make_the_replay_inconclusive(tmp_path: Path) -> None:
+    lost = "            perf 11332/11332 [001]  514.050000000: PERF_RECORD_LOST lost 8114\n"
+    src, out = tmp_path / "perf.txt", tmp_path / "t.parquet"
+    lines = PERF.splitlines(True)
+    src.write_text("".join(lines[:8]) + lost + "".join(lines[8:]))
+    proc = subprocess.run([sys.executable, "-m", "chargetrace.cli", "convert", str(src), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    trace = read_trace(out)
+    assert trace.meta.drops == {"total": 8114, "per_cpu": {"1": 8114}}
+    row = [r for r in trace.table.to_pylist() if r["kind"] == "lost"][0]
+    # the window reaches back to the first event: nothing before the drop can be trusted
+    assert (row["cpu"], row["value"], row["probe"]) == (1, 8114, "recorder")
+    assert row["span_ns"] == 514_050_000_000 - 513_211_495_940
+    assert replay(trace).verdict != "balanced"
+
+
+def test_trace_cmd_lost_line() -> None:
+    rows, *_ = _rows(TRACECMD + "CPU:1 [LOST 17 EVENTS]\n", "ftrace")
+    assert rows[-1]["kind"] == "lost" and rows[-1]["value"] == 17 and rows[-1]["cpu"] == 1
+
+
+def test_nothing_usable_is_an_error_not_an_empty_balanced_trace(tmp_path: Path) -> None:
+    src = tmp_path / "perf.txt"
+    src.write_text("# os release : 6.18\n  kworker 9/9 [000] 1.000000000: kmem:mm_page_free: page=0x1 pfn=0x2 order=0\n")
+    out = tmp_path / "o.parquet"
+    proc = subprocess.run([sys.executable, "-m", "chargetrace.cli", "convert", str(src), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no event that chargetrace can use" in proc.stderr
+    assert "kmem:mm_page_free" in proc.stderr and not out.exists()

@@ -163,3 +163,11 @@ def test_missing_extra_is_one_line(monkeypatch) -> None:
 
     with pytest.raises(ChargetraceError, match=r"pip install 'chargetrace\[look\]'"):
         need("chargetrace_no_such_module", "chargetrace test")
+
+
+def test_progress_is_reported_per_trace() -> None:
+    steps: list[tuple[str, int, int]] = []
+    look.query([COUNTERS, SYNTH], "SELECT count(*) FROM ledger", progress=lambda *a: steps.append(a))
+    assert [s[0] for s in steps] == [f"read {COUNTERS}", f"replay {COUNTERS}", f"read {SYNTH}", f"replay {SYNTH}",
+                                     "done"]
+    assert steps[-1][1:] == (4, 4)
