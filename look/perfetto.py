@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from chargetrace.replay import replay
 from chargetrace.traces import ChargetraceError, read_trace
 
@@ -90,7 +92,7 @@ def _columns(table: Any, names: tuple[str, ...]) -> Iterator[tuple]:
     cols = []
     for n in names:
         col = table.column(n)
-        cols.append(col.cast("string").to_pylist() if str(col.type).startswith("dictionary") else col.to_pylist())
+        cols.append(col.cast(pa.string()).to_pylist() if pa.types.is_dictionary(col.type) else col.to_pylist())
     return zip(*cols)
 
 

@@ -171,3 +171,31 @@ def test_progress_is_reported_per_trace() -> None:
     assert [s[0] for s in steps] == [f"read {COUNTERS}", f"replay {COUNTERS}", f"read {SYNTH}", f"replay {SYNTH}",
                                      "done"]
     assert steps[-1][1:] == (4, 4)
+
+
+def _external_refs(text: str) -> list[str]:
+    """src/href attributes of the document's own tags (not strings inside scripts)."""
+    from html.parser import HTMLParser
+
+    refs: list[str] = []
+
+    class Refs(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            refs.extend(v for k, v in attrs if k in ("src", "href") and v and not v.startswith(("#", "data:")))
+
+    Refs().feed(text)
+    return refs
+
+
+@pytest.mark.parametrize("trace", SHIPPED, ids=lambda p: p.name)
+def test_report_on_shipped_traces(tmp_path: Path, trace: Path) -> None:
+    out = tmp_path / "r.html"
+    summary = look.write_report(trace, out)
+    text = out.read_text()
+    rep = replay(read_trace(trace))
+    assert summary["verdict"] == rep.verdict and f">{rep.verdict}</span>" in text
+    assert summary["charts"] >= 2 and text.count('class="chart"') + text.count('class="violation-timeline chart"') \
+        == summary["charts"]
+    assert _external_refs(text) == []  # everything inline: works offline
+    for row in rep.rules:
+        assert f"<td>{row.rule}</td>" in text
