@@ -7,6 +7,6 @@ text (and their binary files through the tools), ``mapping`` turns
 tracepoints into rows, ``run`` writes the trace with its provenance.
 """
 
-from .run import ConvertConfig, ConvertResult, convert_file, counter_item_names
+from .run import ConvertConfig, ConvertResult, convert_file
 
-__all__ = ["ConvertConfig", "ConvertResult", "convert_file", "counter_item_names"]
+__all__ = ["ConvertConfig", "ConvertResult", "convert_file"]

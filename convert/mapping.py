@@ -79,10 +79,11 @@ def _int(text: str | None, default: int = 0) -> int:
 
 
 class Mapper:
-    """Turns records into row dicts; ``items`` names memcg counters per probe."""
+    """Turns records into row dicts; ``items`` names memcg counters per probe
+    (a table, or a callable that gives it, asked once at the first counter)."""
 
-    def __init__(self, items: dict[str, dict[int, str]]) -> None:
-        self.items = items
+    def __init__(self, items: dict[str, dict[int, str]] | Callable[[], dict[str, dict[int, str]]]) -> None:
+        self._items = items
         self.unmapped: dict[str, int] = {}
         self.probes_seen: dict[str, tuple[str, str]] = {}  # probe -> (kind, how)
         self.unnamed_items: set[str] = set()
@@ -144,7 +145,9 @@ class Mapper:
     def _memcg_stat(self, rec: Record, row: dict[str, Any]) -> None:
         f = rec.fields
         number = _int(f.get("item"), -1)
-        name = self.items.get(row["probe"], {}).get(number)
+        if callable(self._items):
+            self._items = self._items()
+        name = self._items.get(row["probe"], {}).get(number)
         if name is None:
             # Without the recorded kernel's BTF the number is all there is.
             name = f"item{number}"

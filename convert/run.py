@@ -28,7 +28,7 @@ from chargetrace.traces import KINDS, ChargetraceError, Era, Scope, TraceMeta, T
 from .mapping import Mapper
 from .textparse import Header, parse_lines, text_lines
 
-__all__ = ["ConvertConfig", "ConvertResult", "convert_file", "counter_item_names"]
+__all__ = ["ConvertConfig", "ConvertResult", "convert_file"]
 
 _BATCH = 50_000
 #: Kinds only the chargetrace recorder itself produces (no tracepoint has them).
@@ -64,42 +64,57 @@ class ConvertResult:
                 "skipped_lines": self.skipped_lines, "unmapped": dict(self.unmapped), "probes": list(self.probes)}
 
 
-def counter_item_names(btf_path: Path | None) -> tuple[dict[str, dict[int, str]], str]:
-    """Per memcg tracepoint probe, item number -> enum name, from the BTF at
-    ``btf_path`` (default: the running kernel's), with the recorder's own
-    tables; and where the names came from ("" = no BTF)."""
-    from chargetrace.tracer.btf import VMLINUX_BTF, load_vmlinux_btf
-    from chargetrace.tracer.catalogue import VARIANTS, item_tables
-    from chargetrace.tracer.headers import HeaderSource
-    from chargetrace.tracer.kernel import KernelInfo
+class _RecordedKernel:
+    """The recorded kernel's BTF, loaded once when first needed: from ``--btf``,
+    or this kernel's when the recording says it was made on this kernel (or
+    does not say). Item numbering and the era depend on the kernel's config,
+    so another kernel's recording without ``--btf`` gets neither."""
 
-    path = btf_path or Path(VMLINUX_BTF)
-    if btf_path is not None and not Path(btf_path).exists():
-        raise ChargetraceError(f"{btf_path}: no such BTF file")
-    btf = load_vmlinux_btf(path)
-    if btf is None:
-        return {}, ""
-    kernel = KernelInfo(os.uname().release, btf, HeaderSource("btf-stub", None, False))
-    tables = item_tables(kernel)
-    return {v.probe: tables[v.pid] for v in VARIANTS if v.pid in tables and v.probe.startswith("tp:memcg:")}, str(path)
+    def __init__(self, btf_path: Path | None, header: Header) -> None:
+        self.btf_path, self.header = btf_path, header
+        self.source = ""
+        self.why_not = ""
+        self._kernel: Any = None
+        self._loaded = False
 
+    def kernel(self) -> Any:
+        if self._loaded:
+            return self._kernel
+        self._loaded = True
+        from chargetrace.tracer.btf import VMLINUX_BTF, load_vmlinux_btf
+        from chargetrace.tracer.headers import HeaderSource
+        from chargetrace.tracer.kernel import KernelInfo
 
-def _era(btf_path: Path | None, release: str) -> Era:
-    """The era by feature, from BTF (the recorded kernel's, or this one's when
-    the recording was made on this kernel); unknown otherwise."""
-    if btf_path is None and release and release != os.uname().release:
-        return Era(detected_by=f"unknown: recorded on {release}, no --btf given")
-    from chargetrace.tracer.btf import VMLINUX_BTF, load_vmlinux_btf
-    from chargetrace.tracer.headers import HeaderSource
-    from chargetrace.tracer.kernel import KernelInfo, detect_era
+        release = self.header.kernel_release
+        if self.btf_path is None and release and release != os.uname().release:
+            self.why_not = f"recorded on {release}, not on this kernel ({os.uname().release}), and no --btf given"
+            return None
+        path = self.btf_path or Path(VMLINUX_BTF)
+        btf = load_vmlinux_btf(path)
+        if btf is None:
+            self.why_not = f"no BTF at {path}"
+            return None
+        self.source = str(path)
+        # kallsyms would describe this kernel, not necessarily the recorded one: BTF only.
+        self._kernel = KernelInfo(release or os.uname().release, btf, HeaderSource("btf-stub", None, False),
+                                  kallsyms_path=Path("/nonexistent"))
+        return self._kernel
 
-    btf = load_vmlinux_btf(btf_path or VMLINUX_BTF)
-    if btf is None:
-        return Era(detected_by="unknown: no BTF")
-    # kallsyms would describe this kernel, not necessarily the recorded one: BTF only.
-    kernel = KernelInfo(release or os.uname().release, btf, HeaderSource("btf-stub", None, False),
-                        kallsyms_path=Path("/nonexistent"))
-    return detect_era(kernel)
+    def counter_items(self) -> dict[str, dict[int, str]]:
+        """Per memcg tracepoint probe, item number -> enum name (the recorder's own tables)."""
+        from chargetrace.tracer.catalogue import VARIANTS, item_tables
+
+        kernel = self.kernel()
+        if kernel is None:
+            return {}
+        tables = item_tables(kernel)
+        return {v.probe: tables[v.pid] for v in VARIANTS if v.pid in tables and v.probe.startswith("tp:memcg:")}
+
+    def era(self) -> Era:
+        from chargetrace.tracer.kernel import detect_era
+
+        kernel = self.kernel()
+        return detect_era(kernel) if kernel is not None else Era(detected_by=f"unknown: {self.why_not}")
 
 
 def _scope(config: ConvertConfig) -> Scope:
@@ -153,11 +168,14 @@ def convert_file(config: ConvertConfig, progress: Callable[[str, int, int], None
     if config.fmt not in ("auto", "perf", "trace-cmd", "ftrace"):
         raise ChargetraceError(f"--from {config.fmt}: unknown input format")
     scope = _scope(config)
-    items, items_from = counter_item_names(config.btf)
+    if config.btf is not None and not Path(config.btf).exists():
+        raise ChargetraceError(f"{config.btf}: no such BTF file")
     lines, layout = text_lines(source, config.fmt)
     tool = "perf" if layout == "perf" else ("trace-cmd" if config.fmt == "trace-cmd" else "ftrace text")
     header, stats = Header(), {"lines": 0, "skipped": 0}
-    mapper = Mapper(items)
+    recorded = _RecordedKernel(config.btf, header)
+    # Header lines come first: by the first counter row the recorded kernel is known.
+    mapper = Mapper(recorded.counter_items)
     meta = TraceMeta(recorder=f"{tool} (chargetrace convert)", scope=scope, page_size=os.sysconf("SC_PAGE_SIZE"))
     if Path(config.output).exists():
         raise ChargetraceError(f"{config.output}: already exists")
@@ -193,7 +211,7 @@ def convert_file(config: ConvertConfig, progress: Callable[[str, int, int], None
     meta.kernel_release = header.kernel_release
     meta.host = header.host
     meta.ncpus = header.ncpus or max_cpu + 1 or 1
-    meta.era = _era(config.btf, header.kernel_release)
+    meta.era = recorded.era()
     meta.probes = _probes(mapper, header, tool)
     meta.drops = {"total": sum(mapper.drops.values()), "per_cpu": dict(mapper.drops)}
     # The recording's wall-clock time is known only from perf's header.
@@ -208,7 +226,7 @@ def convert_file(config: ConvertConfig, progress: Callable[[str, int, int], None
         "lines": stats["lines"],
         "skipped_lines": stats["skipped"],
         "unmapped_tracepoints": dict(sorted(mapper.unmapped.items())),
-        "counter_items_from": items_from or "none (items are numbers)",
+        "counter_items_from": recorded.source or f"none, items are numbers ({recorded.why_not or 'no counter rows'})",
         "unnamed_item_probes": sorted(mapper.unnamed_items),
         "note": "ts_ns is the source tool's timestamp (perf: its clock, default CLOCK_MONOTONIC for tracepoints)",
     }

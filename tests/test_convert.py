@@ -99,6 +99,10 @@ def test_convert_cli_writes_a_trace_with_provenance(tmp_path: Path) -> None:
     assert meta.recorder == "perf (chargetrace convert)" and meta.kernel_release == "6.18.44-test"
     assert meta.provenance["converted_from"] == str(src) and meta.provenance["unmapped_tracepoints"]
     assert meta.scope.memcg == 42 and meta.scope.fresh and meta.scope.settled == "force_empty"
+    # Another kernel's item numbering is unknown without its BTF: numbers, never this kernel's names.
+    assert "recorded on 6.18.44-test" in meta.provenance["counter_items_from"]
+    assert set(trace.table.column("item").cast("string").to_pylist()) >= {"item0", "item55"}
+    assert meta.era.migrate is None and "recorded on 6.18.44-test" in meta.era.detected_by
     attached = {p["probe"] for p in meta.probes if p["probe"]}
     assert "tp:migrate:mm_migrate_pages" in attached  # enabled in the recording, though it never fired
     charge = next(p for p in meta.probes if p["kind"] == "charge")
