@@ -333,5 +333,135 @@ def lab_clean(kernel, cache_dir, rootfs) -> None:
 # ==== end of lab commands ==================================================
 
 
+# ==== look commands (owner: look branch) ====================================
+# query / report / export / convert: parse, call chargetrace.look or
+# chargetrace.convert, print. Long work reports progress on stderr (a terminal).
+
+
+def _progress_bar():
+    """A context manager yielding a progress(step, done, total) callback (None
+    when stderr is not a terminal: scripts get no control characters)."""
+    import contextlib
+
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar():
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("working", total=None)
+
+            def update(step: str, done: int, total: int) -> None:
+                progress.update(task, description=step, completed=done, total=total or None)
+
+            yield update
+
+    return bar()
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@user_errors
+def query(args: tuple[str, ...], fmt: str, as_json: bool) -> None:
+    """SQL over traces: `query TRACE... "SQL"` (DuckDB; tables events, findings, ledger)."""
+    from chargetrace.look.query import query as run_query
+
+    if len(args) < 2:
+        raise ChargetraceError('query needs at least one TRACE and the SQL: query TRACE... "SELECT ..."')
+    with _progress_bar() as progress:
+        result = run_query(list(args[:-1]), args[-1], progress=progress)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        click.echo(result.to_json())
+    elif fmt == "csv":
+        click.echo(result.to_csv(), nl=False)
+    else:
+        from rich.table import Table
+
+        table = Table(*result.columns, show_lines=False)
+        for row in result.rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        _console().print(table)
+        click.echo(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})", err=True)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was written.")
+@user_errors
+def report(trace: Path, output: Path, as_json: bool) -> None:
+    """Write a self-contained HTML report (verdict, charts, violation timelines; works offline)."""
+    from chargetrace.look.report import write_report
+
+    with _progress_bar() as progress:
+        summary = write_report(trace, output, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {output} ({summary['verdict']}, {summary['charts']} charts, "
+                   f"{summary['timelines']} violation timelines, {summary['bytes']} bytes)")
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--perfetto", "out", required=True, type=click.Path(path_type=Path),
+              help="Perfetto trace (protobuf) to write; open it in the Perfetto UI.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was written.")
+@user_errors
+def export(trace: Path, out: Path, as_json: bool) -> None:
+    """Export TRACE for the Perfetto UI: memcg counters, slices per thread, violations."""
+    from chargetrace.look.perfetto import export_perfetto
+
+    with _progress_bar() as progress:
+        summary = export_perfetto(trace, out, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {out} ({summary['packets']} packets: {summary['counter_tracks']} counter tracks, "
+                   f"{summary['slices']} slices, {summary['instants']} instants)")
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Trace to write.")
+@click.option("--from", "fmt", type=click.Choice(["auto", "perf", "trace-cmd", "ftrace"]), default="auto",
+              show_default=True, help="Input: perf script / trace-cmd report / tracefs text, or perf.data / trace.dat.")
+@click.option("--btf", type=click.Path(path_type=Path), default=None,
+              help="BTF of the recorded kernel, to name memcg counter items (default: this kernel's).")
+@click.option("--memcg", "memcg", type=int, default=None, help="Scope: the recorded workload's memcg id.")
+@click.option("--cgroup", "cgroup", type=click.Path(path_type=Path), default=None,
+              help="Scope: the workload's cgroup directory (its inode is the memcg id).")
+@click.option("--fresh", is_flag=True, help="Scope memcg was created after recording started.")
+@click.option("--exited", is_flag=True, help="Scope's tasks had exited before recording stopped.")
+@click.option("--settled", default="", help="How the scope memcg was drained after exit (e.g. force_empty).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@user_errors
+def convert(source: Path, output: Path, fmt: str, btf: Path | None, memcg: int | None, cgroup: Path | None,
+            fresh: bool, exited: bool, settled: str, as_json: bool) -> None:
+    """Convert a perf / trace-cmd / tracefs recording of tracepoints into a chargetrace trace."""
+    from chargetrace.convert import ConvertConfig, convert_file
+
+    config = ConvertConfig(source=source, output=output, fmt=fmt, btf=btf, memcg=memcg, cgroup=cgroup,
+                           fresh=fresh, exited=exited, settled=settled, argv=["chargetrace", *sys.argv[1:]])
+    with _progress_bar() as progress:
+        result = convert_file(config, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(f"wrote {result.path}: {result.events} events from {result.lines} lines ({result.fmt})")
+        if result.unmapped:
+            click.echo("not mapped (no chargetrace kind): "
+                       + ", ".join(f"{k} {n}" for k, n in sorted(result.unmapped.items())), err=True)
+
+
+# ==== end of look commands =================================================
+
+
 if __name__ == "__main__":
     main()
