@@ -48,6 +48,22 @@ class Scope:
     exited: bool = False
     #: How the recorder drained the memcg after exit ("" = not drained).
     settled: str = ""
+    #: Schema 2 (each optional; None = the recorder did not say). The scope
+    #: memcg and every descendant seen: {"memcg", "parent", "path", "created_in_scope"}.
+    memcgs: list[dict[str, Any]] | None = None
+    #: Tasks still in the scope (or a descendant) when the recording ended: {"pid", "comm"}.
+    tasks_left: list[dict[str, Any]] | None = None
+    #: Tasks that moved to a memcg outside the scope: {"pid", "memcg", "followed"}.
+    moved_out: list[dict[str, Any]] | None = None
+    #: Share (0..1) of the scope's faults that charged memcgs the trace did not record.
+    unseen_fault_share: float | None = None
+    #: {"method", "done", "unreclaimed_bytes", "why"}: how draining after exit went.
+    settle: dict[str, Any] | None = None
+    #: Sample phase ("start", "exit", "settled") -> seq of the first row of its sample set.
+    phases: dict[str, int] | None = None
+    #: The command's exit status (128+N for signal N) and OOM kills in the scope.
+    exit_status: int | None = None
+    oom_kills: int | None = None
 
 
 @dataclass
@@ -68,6 +84,9 @@ class TraceMeta:
     provenance: dict[str, Any] = field(default_factory=dict)
     mutations: list[dict[str, Any]] = field(default_factory=list)
     anonymized: bool = False
+    #: Schema 2: CLOCK_MONOTONIC ns at which the recorder let events through
+    #: (after every probe attached); None = not recorded.
+    armed_ns: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
