@@ -90,7 +90,6 @@ class AnonMappedNetsZero(Rule):
     source = "mm/rmap.c __folio_add_anon_rmap(), __folio_remove_rmap()"
     handles = ("memcg_stat",)
     needs = ("memcg_stat",)
-    unit = "pages"
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
