@@ -245,3 +245,19 @@ def test_pid_scope_note(replay_rows):
     assert report.verdict == "balanced"
     assert any("1 page(s) charged before the trace were uncharged" in n for n in report.notes)
     assert PID  # rows carry the scope's pid
+
+
+def test_cli_unchecked_exits_4_and_prints_coverage(tmp_path):
+    from click.testing import CliRunner
+    from synthetic import write_rows
+
+    from chargetrace.cli import main
+
+    path = tmp_path / "quiet.parquet"
+    write_rows(rows_of(("fault", {"addr": 0x1000}), exit_row()), path, meta(probes=CHARGE_PROBES))
+    result = CliRunner().invoke(main, ["replay", str(path)])
+    assert result.exit_code == 4, result.output
+    assert "verdict: unchecked" in result.output and "of substance" in result.output
+    result = CliRunner().invoke(main, ["replay", "--json", str(path)])
+    data = json.loads(result.output)
+    assert result.exit_code == 4 and data["verdict"] == "unchecked" and not data["coverage"]["of_substance"]
