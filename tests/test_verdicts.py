@@ -261,3 +261,16 @@ def test_cli_unchecked_exits_4_and_prints_coverage(tmp_path):
     result = CliRunner().invoke(main, ["replay", "--json", str(path)])
     data = json.loads(result.output)
     assert result.exit_code == 4 and data["verdict"] == "unchecked" and not data["coverage"]["of_substance"]
+
+
+def test_shmem_kept_after_exit_leaves_pgpgin_open_legitimately(replay_rows):
+    # counters only (v1, 6.18): 2 shmem folios stay charged after the drain (no swap)
+    kept = rows_of(stat("PGPGIN", 1), stat("PGPGIN", 1), stat("PGPGIN", 1), stat("NR_FILE_PAGES", 2),
+                   stat("NR_SHMEM", 2), stat("PGPGOUT", 1), exit_row(), usage(2, item="memory.usage_in_bytes"))
+    report = replay_rows(kept, meta(probes=[COUNTER_PROBE]))
+    assert report.verdict == "balanced", [f.message for f in report.violations]
+    assert any("still charged, held by 2 page(s) of shmem/tmpfs" in n for n in report.notes)
+    assert report.memcgs[0].reconcile == "ok"
+    # one folio charge more than the shmem it holds is a leak
+    leak = rows_of(stat("PGPGIN", 3), stat("NR_SHMEM", 1), stat("NR_FILE_PAGES", 1), exit_row())
+    assert rules_of(replay_rows(leak, meta(probes=[COUNTER_PROBE]))) == ["R3.pgpg"]
