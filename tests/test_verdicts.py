@@ -286,3 +286,16 @@ def test_usage_is_reconciled_at_the_last_phase(replay_rows):
     assert row.reconcile_phase == "settled" and row.reconcile == "mismatch"
     assert row.model_pages == 21 and row.kernel_pages == 900  # 1 charged page + 20 of kernel memory
     assert "(settled sample)" in report.violations[0].message
+
+
+def test_malformed_scope_metadata_is_one_line_exit_2(tmp_path):
+    from click.testing import CliRunner
+    from synthetic import write_rows
+
+    from chargetrace.cli import main
+
+    path = tmp_path / "bad.parquet"
+    write_rows(rows_of(charge(F)), path, meta(memcgs=[5, 6]))
+    result = CliRunner().invoke(main, ["replay", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "malformed scope metadata" in result.stderr
