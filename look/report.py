@@ -17,7 +17,6 @@ listed); a timeline shows at most ``_TIMELINE_ROWS`` events.
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from chargetrace.replay import Report, replay
+from chargetrace.replay.report import SUBSTANCE
 from chargetrace.traces import ChargetraceError, Trace, read_trace
 
 from ._deps import need
@@ -45,7 +45,7 @@ h1{font-size:1.5em} h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margi
 table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #d0d7de;padding:.25em .6em;text-align:left}
 th{background:#f6f8fa} .verdict{color:#fff;padding:.2em .6em;border-radius:4px;font-weight:600}
 .muted{color:#57606a} .finding{border-left:4px solid #cf222e;padding-left:1em;margin:1.2em 0}
-code{background:#f6f8fa;padding:0 .3em}
+code{background:#f6f8fa;padding:0 .3em} .wide{overflow-x:auto;max-width:100%}
 """
 
 
@@ -57,7 +57,8 @@ def _table(columns: list[str], rows: Iterable[Iterable[Any]], id_: str = "") -> 
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_e('' if v is None else v)}</td>" for v in row) + "</tr>" for row in rows)
     ident = f' id="{id_}"' if id_ else ""
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # Wide tables (the per-memcg ledger has many columns) scroll inside the page, not widen it.
+    return f'<div class="wide"><table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 class _Figures:
@@ -191,12 +192,11 @@ def render_report(trace: Trace, report: Report, *, max_timelines: int = 30,
     ]
     parts += [f'<p class="muted">note: {_e(n)}</p>' for n in report.notes]
     parts.append("<h2>Coverage</h2>")
-    parts.append(_table(["rule", "title", "kernel source", "events checked", "violations", "applies"],
-                        ([r.rule, r.title, r.source, r.checked, r.violations, "yes" if r.applies else "no"]
-                         for r in report.rules), "coverage"))
-    coverage = getattr(report, "coverage", None)  # newer replay reports carry a coverage summary
-    if coverage:
-        parts.append(f"<pre>{_e(json.dumps(coverage, indent=2, default=str))}</pre>")
+    parts.append(f'<p class="muted">of substance: {"yes" if report.of_substance else "no"} — {_e(SUBSTANCE)}</p>')
+    parts.append(_table(["rule", "title", "kernel source", "events checked", "of substance", "pages", "unit",
+                         "violations", "applies"],
+                        ([r.rule, r.title, r.source, r.checked, "yes" if r.substance else "no", r.pages, r.unit,
+                          r.violations, "yes" if r.applies else "no"] for r in report.rules), "coverage"))
     if report.memcgs:
         fields = list(vars(report.memcgs[0]).keys())
         parts.append("<h2>Per-memcg ledger</h2>")

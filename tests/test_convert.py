@@ -108,8 +108,9 @@ def test_convert_cli_writes_a_trace_with_provenance(tmp_path: Path) -> None:
     charge = next(p for p in meta.probes if p["kind"] == "charge")
     assert charge["probe"] is None and "perf recording" in charge["reason"]
     assert trace.table.column("seq").to_pylist() == list(range(6))
+    # Counter items of another kernel stay numbers, so no rule can judge anything: unchecked, never balanced.
     report = replay(trace)
-    assert report.verdict in ("balanced", "violations")
+    assert report.verdict == "unchecked"
 
 
 def test_convert_refuses_scope_flags_without_memcg(tmp_path: Path) -> None:
