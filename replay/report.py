@@ -165,6 +165,8 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
             notes.append(f"{lost} event(s) were lost: no imbalance was found, but balance cannot be proven")
     else:
         verdict = BALANCED
+    for rule in automaton.active:  # what a rule has to say beyond findings (rules/ledger.py)
+        notes.extend(getattr(rule, "notes", ()))
     if trace.meta.synthetic:
         notes.append("synthetic trace: generated, not recorded on a kernel")
     if not any(r.checked for r in rules):

@@ -55,6 +55,7 @@ from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid, remove_stale_c
 from .decode import EVENT_SIZE, decode
 from .headers import ensure_tracefs, resolve_headers
 from .kernel import KernelInfo, detect_era
+from .ledger import CounterDeltas, ledger_rows, read_ledger, recursion_misses, stop_probes
 from .transport import Transport, ringbuf_pages
 
 __all__ = ["RecordConfig", "Recording", "RecordResult", "probe_table", "VERSION"]
@@ -91,6 +92,12 @@ class RecordConfig:
     skip_how: frozenset[str] = frozenset()
     #: Command line to store as provenance (the CLI passes sys.argv).
     argv: list[str] = field(default_factory=list)
+    #: memcg counter tracepoints update only the in-kernel ledger; their rows
+    #: are written as periodic per-(memcg, item) deltas (tracer/ledger.py).
+    aggregate_counters: bool = False
+    #: Retry and park ring-buffer records refused with room to spare
+    #: (off only to measure the transport without it: bench/).
+    rescue: bool = True
 
     @property
     def scope_kind(self) -> str:
@@ -195,6 +202,14 @@ class _DiskWriter:
         self._check()
 
 
+def _ledger_cflags(cfg: RecordConfig) -> list[str]:
+    """-D flags of the ledger and the lossless emit (tracer/bpf/recorder.c)."""
+    flags = ["-DCT_AGG_COUNTERS=1"] if cfg.aggregate_counters else []
+    if not cfg.rescue:
+        flags += ["-DCT_RB_RETRIES=0", "-DCT_NO_PARK=1"]
+    return flags
+
+
 def _die_with_parent() -> None:
     # PR_SET_PDEATHSIG(SIGKILL): a recorder killed with SIGKILL must not leave
     # the traced command running unobserved in a cgroup nobody removes.
@@ -219,6 +234,8 @@ class Recording:
         self._tables: dict[int, dict[int, str]] = {}
         self._probe_names: dict[int, str] = {}
         self._drops_per_cpu: dict[str, int] = {}
+        self._deltas: CounterDeltas | None = None
+        self._probe_variants: list[Any] = []
         self._last_decode = time.monotonic()
         self._pending_bytes = 0
         self.meta = TraceMeta()
@@ -267,6 +284,7 @@ class Recording:
         if not chosen:
             raise ChargetraceError("no probe attaches on this kernel; see `chargetrace probes`")
         self._probe_names = {v.pid: v.probe for v in chosen}
+        self._probe_variants = chosen
         self._tables = item_tables(kernel)
 
         scope = Scope(kind=scope_kind)
@@ -297,6 +315,7 @@ class Recording:
         extra = [f"-DCT_RB_PAGES={ringbuf_pages(cfg.ringbuf_mb)}"]
         if scope_kind == "system":
             extra.append("-DCT_SCOPE_ALL=1")
+        extra += _ledger_cflags(cfg)
         self._bpf = self._compile(chosen, extra, perf)
         if self._bpf is None and cfg.transport == "auto":
             perf = True
@@ -339,6 +358,8 @@ class Recording:
         )
         self._writer = TraceWriter(cfg.output, self.meta)
         self._disk = _DiskWriter(self._writer, self._probe_names, self._tables)
+        if cfg.aggregate_counters:
+            self._deltas = CounterDeltas(self._probe_names, self._tables, time.monotonic_ns())
         self._sample_usage()
         if scope_kind == "command" and not self._stop_reason:
             self._spawn()
@@ -426,12 +447,14 @@ class Recording:
         pending = (self._transport.events_seen - self.events)
         # Rows the recorder adds itself (lost, usage) must come after every
         # event already delivered: decode first whenever one is due.
-        if force or windows or pending * EVENT_SIZE >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
+        due = now - self._last_decode >= _DECODE_SECONDS
+        if force or windows or pending * EVENT_SIZE >= _DECODE_BYTES or (due and (pending or self._deltas)):
             raw = self._transport.drain()
             if raw:
                 self._disk.put_raw(raw)
                 self.events += len(raw) // EVENT_SIZE
             self._last_decode = now
+            self._put_counter_deltas()
         if windows:
             total = self.meta.drops.get("total", 0)
             for w in windows:
@@ -448,6 +471,37 @@ class Recording:
                 "span_ns": [w.span_ns for w in windows],
                 "pid": [os.getpid()] * len(windows),
             })
+
+    def _put_counter_deltas(self) -> None:
+        if self._deltas is None or self._bpf is None or self._disk is None:
+            return
+        cols = self._deltas.rows(ledger_rows(self._bpf), time.monotonic_ns())
+        if cols is not None:
+            self._disk.put_columns(cols)
+            self.events += len(cols["ts_ns"])
+
+    def _close_ledger(self) -> None:
+        """End of recording: what is still parked, the last counter deltas,
+        the ledger and the kernel's skipped probe runs, into the metadata."""
+        assert self._transport is not None and self._disk is not None
+        stop_probes(self._bpf)
+        time.sleep(0.002)  # programs already past the stop check finish
+        self._transport.take_parked()
+        snapshot = list(ledger_rows(self._bpf))
+        deltas = self._deltas
+        self._deltas = None  # the last deltas come from the same snapshot
+        self._pump(force=True)
+        if deltas is not None:
+            cols = deltas.rows(snapshot, time.monotonic_ns())
+            if cols is not None:
+                self._disk.put_columns(cols)
+                self.events += len(cols["ts_ns"])
+        self.meta.ledger = read_ledger(snapshot, self._tables)
+        kprobe_funcs = {fn: v.probe for v in self._probe_variants for _, _, fn in v.attach}
+        self.meta.drops["missed"] = recursion_misses(self._bpf, kprobe_funcs)
+        rescued = self._transport.rescued()
+        if rescued:
+            self.meta.drops["rescued"] = rescued
 
     def _status(self, elapsed: float) -> None:
         assert self._writer is not None and self._transport is not None
@@ -512,6 +566,7 @@ class Recording:
         else:
             self._sample_usage()
         self._pump(force=True)
+        self._close_ledger()
         self._pump(force=True)
         self.meta.provenance["stopped_by"] = self._stop_reason
 

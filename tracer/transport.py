@@ -1,8 +1,10 @@
 """Moving records from BPF to Python: ring buffer (preferred) or perf buffer.
 
 Ring buffer: the BPF side writes with ``BPF_RB_NO_WAKEUP`` and the recorder
-reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here;
-docs/bcc-here.md §4). It reads the mmapped ring itself, in bulk
+reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here).
+A record the ring refuses although it has room (a reservation-lock failure,
+see tracer/bpf/recorder.c ``ct_rb_emit``) is retried, then parked per CPU;
+:meth:`Transport.take_parked` collects what is still parked at the end. It reads the mmapped ring itself, in bulk
 (:class:`~.ringbuf.RingReader`), instead of BCC's ``ring_buffer_consume()``
 with one Python callback per record, which could not keep up with a
 fault-heavy task. Perf buffer fallback (kernels before 5.8): ``wakeup_events``
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decode import EVENT_SIZE
+from .ledger import close_park, parked_records, transport_counters
 from .ringbuf import RingReader
 
 __all__ = ["Transport", "DropWindow", "ringbuf_pages"]
@@ -120,6 +123,24 @@ class Transport:
         self._drops_prev = values
         self._drops_ts = now
         return out
+
+    def take_parked(self) -> int:
+        """Stop parking and collect the records still parked (after a last
+        :meth:`poll`); returns how many were collected."""
+        if self._ring is None:
+            return 0
+        self.poll()
+        close_park(self.bpf)
+        self.poll()  # what the probes drained while we closed
+        raw = parked_records(self.bpf, EVENT_SIZE)
+        if raw:
+            self._chunks.append(raw)
+            self.events_seen += len(raw) // EVENT_SIZE
+        return len(raw) // EVENT_SIZE
+
+    def rescued(self) -> dict[str, int]:
+        """Records the retry and the park got through (ring buffer only)."""
+        return transport_counters(self.bpf) if self._ring is not None else {}
 
     def close(self) -> None:
         if self._ring is not None:

@@ -68,6 +68,10 @@ class TraceMeta:
     provenance: dict[str, Any] = field(default_factory=dict)
     mutations: list[dict[str, Any]] = field(default_factory=list)
     anonymized: bool = False
+    #: In-kernel per-(memcg, kind, item) sums kept by the probes themselves
+    #: (schema 2, tracer/ledger.py): ``{"memcg", "kind", "item", "events",
+    #: "pages"}`` entries. None = the recorder kept no ledger.
+    ledger: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:

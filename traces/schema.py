@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: Version of the layout written by this release.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Oldest version this release still reads (by column name).
 OLDEST_READABLE_VERSION = 1
 

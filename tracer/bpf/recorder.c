@@ -32,16 +32,179 @@ BPF_PERCPU_ARRAY(drops, u64, 1);
 BPF_HASH(scope_memcg, u64, u8, 256);
 BPF_HASH(scope_tgid, u32, u8, 65536);
 
-/* Emit a record; count it as dropped when the transport has no room.
- * BPF_RB_NO_WAKEUP: the recorder polls every ~10 ms, a wakeup per event
- * would slow the traced task ~4x (docs/bcc-here.md §4). A function, not a
- * macro: BCC cannot rewrite map calls inside macros. */
+/* ==== ledger and lossless emit (read by tracer/ledger.py) ============== */
+/* The ledger: per (memcg, kind[, probe, item]) sums kept by the probes
+ * themselves, before the record goes to the transport, so they stay exact
+ * when the transport refuses a record. Per-CPU values (no shared cache line
+ * between CPUs), summed in Python at the end. `pages` is the sum of
+ * nr_pages, or of the counter delta (`value`) for memcg_stat rows. Full map
+ * = counted in ct_tx[CT_TX_LEDGER_FULL] (the ledger is then incomplete). */
+#ifndef CT_LEDGER_KEYS
+#define CT_LEDGER_KEYS 16384
+#endif
+struct ct_ledger_key {
+    u64 memcg;
+    u16 kind;
+    u16 probe; /* memcg_stat only: names `item` (one enum per tracepoint) */
+    s32 item;  /* memcg_stat only */
+};
+struct ct_ledger_val {
+    u64 events;
+    s64 pages;
+};
+BPF_PERCPU_HASH(ledger, struct ct_ledger_key, struct ct_ledger_val, CT_LEDGER_KEYS);
+
+/* Transport counters, per CPU: what the retry and the park rescued. */
+#define CT_TX_RETRIED 0    /* records a retry got into the ring */
+#define CT_TX_PARKED 1     /* records parked after the retries failed */
+#define CT_TX_UNPARKED 2   /* parked records later written to the ring */
+#define CT_TX_LEDGER_FULL 3
+#define CT_TX_N 4
+BPF_PERCPU_ARRAY(ct_tx, u64, CT_TX_N);
+
+static __always_inline void ct_tx_add(int what)
+{
+    u64 *c = ct_tx.lookup(&what);
+    if (c)
+        *c += 1;
+}
+
+static __always_inline void ct_ledger_add(struct ct_event *e)
+{
+    struct ct_ledger_key k = {};
+    k.memcg = e->memcg;
+    k.kind = e->kind;
+    s64 pages = e->nr_pages;
+    if (e->kind == CT_KIND_memcg_stat) {
+        k.probe = e->probe;
+        k.item = e->item;
+        pages = e->value;
+    }
+    struct ct_ledger_val *v = ledger.lookup(&k);
+    if (!v) {
+        struct ct_ledger_val zero = {};
+        ledger.insert(&k, &zero);
+        v = ledger.lookup(&k);
+        if (!v) {
+            ct_tx_add(CT_TX_LEDGER_FULL);
+            return;
+        }
+    }
+    /* Atomic although per-CPU: a raw_tp program can interrupt another one
+     * on the same CPU (only tracepoint/kprobe programs exclude each other). */
+    __sync_fetch_and_add(&v->events, 1);
+    __sync_fetch_and_add(&v->pages, pages);
+}
+
+#ifndef CT_PERF
+/* bpf_ringbuf_output() can fail with room to spare. Measured on 6.18
+ * (bench/record_overhead.py, BENCHMARKS.md): at the failing call the ring
+ * was < 1 % full, no record was pending and the lock word was free, the
+ * call took ~200 ns (it did not spin), and an immediate retry mostly
+ * succeeded: the reservation lock, an rqspinlock since "bpf: Convert ringbuf
+ * map to rqspinlock" (a650d38915c1, v6.15), gave up instead of waiting
+ * (kernel/bpf/ringbuf.c __bpf_ringbuf_reserve() returns NULL on any lock
+ * error, the same -EAGAIN as a full ring). So: retry a few times, then park
+ * the record in a small per-CPU FIFO that the next emit on this CPU (or the
+ * recorder, at the end) drains first, keeping each CPU's order. */
+#ifndef CT_RB_RETRIES
+#define CT_RB_RETRIES 4
+#endif
+#ifndef CT_PARK_SLOTS
+#define CT_PARK_SLOTS 64
+#endif
+struct ct_park_state {
+    u32 head;   /* next slot to drain */
+    u32 tail;   /* next free slot */
+    u32 busy;   /* a program on this CPU is using the park (raw_tp nesting) */
+    u32 closed; /* set by the recorder before it reads what is left */
+};
+BPF_PERCPU_ARRAY(park, struct ct_event, CT_PARK_SLOTS);
+BPF_PERCPU_ARRAY(park_state, struct ct_park_state, 1);
+
+static __always_inline int ct_rb_put(struct ct_event *e)
+{
+    int rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
+    for (int i = 0; i < CT_RB_RETRIES && rc != 0; i++) {
+        rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
+        if (rc == 0)
+            ct_tx_add(CT_TX_RETRIED);
+    }
+    return rc;
+}
+
+/* Write out parked records, oldest first; 0 when none is left. */
+static __always_inline int ct_park_drain(struct ct_park_state *st)
+{
+    for (int i = 0; i < CT_PARK_SLOTS; i++) {
+        if (st->head == st->tail)
+            return 0;
+        int slot = st->head % CT_PARK_SLOTS;
+        struct ct_event *p = park.lookup(&slot);
+        if (!p || events.ringbuf_output(p, sizeof(*p), BPF_RB_NO_WAKEUP) != 0)
+            return 1;
+        st->head++;
+        ct_tx_add(CT_TX_UNPARKED);
+    }
+    return st->head != st->tail;
+}
+
+/* 0 = written or parked; non-zero = lost. */
+static __always_inline int ct_rb_emit(struct ct_event *e)
+{
+#ifdef CT_NO_PARK
+    return ct_rb_put(e);
+#endif
+    int z = 0;
+    struct ct_park_state *st = park_state.lookup(&z);
+    if (!st || st->busy || st->closed)
+        return ct_rb_put(e);
+    st->busy = 1;
+    int rc = 0;
+    if (st->head == st->tail || ct_park_drain(st) == 0)
+        rc = ct_rb_put(e);
+    else
+        rc = 1; /* older records still parked: queue behind them */
+    if (rc != 0 && st->tail - st->head < CT_PARK_SLOTS) {
+        int slot = st->tail % CT_PARK_SLOTS;
+        struct ct_event *p = park.lookup(&slot);
+        if (p) {
+            __builtin_memcpy(p, e, sizeof(*e));
+            st->tail++;
+            ct_tx_add(CT_TX_PARKED);
+            rc = 0;
+        }
+    }
+    st->busy = 0;
+    return rc;
+}
+#endif
+
+/* Emit a record: ledger first, then the transport; count it as dropped when
+ * the transport has no room. BPF_RB_NO_WAKEUP: the recorder polls every
+ * ~10 ms, a wakeup per event would slow the traced task ~4x (measured, see
+ * BENCHMARKS.md). With CT_AGG_COUNTERS, memcg_stat rows only go to the
+ * ledger: the recorder writes them as periodic per-(memcg, item) deltas.
+ * A function, not a macro: BCC cannot rewrite map calls inside macros. */
+/* Set by the recorder to end the recording (tracer/ledger.py stop_probes):
+ * the last ledger snapshot and the stream then end at the same point. */
+BPF_ARRAY(ct_stop, u32, 1);
+
 static __always_inline void ct_emit(void *ctx, struct ct_event *e)
 {
+    int z = 0;
+    u32 *stop = ct_stop.lookup(&z);
+    if (stop && *stop)
+        return;
+    ct_ledger_add(e);
+#ifdef CT_AGG_COUNTERS
+    if (e->kind == CT_KIND_memcg_stat)
+        return;
+#endif
 #ifdef CT_PERF
     int rc = events.perf_submit(ctx, e, sizeof(*e));
 #else
-    int rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
+    int rc = ct_rb_emit(e);
 #endif
     if (rc != 0) {
         int k = 0;
