@@ -1,17 +1,23 @@
-"""Recorder overhead on a fault-heavy workload (run as root on the target machine).
+"""Recorder overhead and losses on a fault-heavy workload (run as root on the target machine).
 
-For each of --runs repetitions, interleaved to share the machine's noise:
-  * untraced: tests/live/workload.c touches PAGES pages ROUNDS times; it
+Each of --runs rounds runs, interleaved so that they share the machine's noise:
+  * untraced: tests/live/workload.c touches PAGES pages ROUNDS times and
     reports the duration of its touch loop;
-  * traced: the same command under `chargetrace record` (default probe set,
-    default 32 MiB ring buffer); the workload reports the same duration, and
-    the trace gives the events delivered while it ran and the drops.
+  * one traced run per --variants entry, the same command under
+    `chargetrace record`:
+      - ``before``: the transport without retry/park (``--no-rescue``),
+      - ``after``: the default recorder (retry, per-CPU park, ledger),
+      - ``aggregated``: ``--aggregate-counters`` (memcg counters summed in BPF).
 
-Prints medians: traced/untraced time ratio of the touch loop, workload
-faults/s, delivered events/s (rows with ts in the loop window / its length),
-and total drops. Usage:
+Per variant it prints medians of the traced/untraced ratio of the touch
+loop, records delivered per second (trace rows with ts inside the workload's
+first-to-last fault window / that window), kernel events represented per
+second (an aggregated row counts the hits it sums), records per fault, and
+totals of transport drops, records rescued by retry/park, and probe runs the
+kernel skipped (``drops.missed``). Usage:
 
     python bench/record_overhead.py [--pages 65536] [--rounds 4] [--runs 5]
+        [--ringbuf-mb 32] [--variants before,after,aggregated]
 """
 
 from __future__ import annotations
@@ -26,13 +32,43 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from chargetrace.traces import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {"before": ["--no-rescue"], "after": [], "aggregated": ["--aggregate-counters"]}
 
 
 def _parse(out: str) -> dict[str, int]:
     return {k: int(v, 0) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+|\d+)", out)}
+
+
+def _measure(trace_path: Path) -> dict[str, float]:
+    t = read_trace(trace_path)
+    tab = t.table
+    kind = tab.column("kind").cast("string")
+    ts = tab.column("ts_ns").to_numpy()
+    rows = pc.invert(pc.is_in(kind, value_set=pa.array(["usage", "lost"]))).to_numpy(zero_copy_only=False)
+    fault = pc.equal(kind, "fault").to_numpy(zero_copy_only=False)
+    # An aggregated memcg_stat row (span_ns > 0) stands for `ret` kernel events.
+    span = tab.column("span_ns").to_numpy()
+    ret = tab.column("ret").to_numpy()
+    weight = np.where((span > 0) & pc.equal(kind, "memcg_stat").to_numpy(zero_copy_only=False), ret, 1)
+    lo, hi = ts[fault].min(), ts[fault].max()
+    win = rows & (ts >= lo) & (ts <= hi)
+    seconds = (hi - lo) / 1e9
+    drops = t.meta.drops
+    return {
+        "records_per_s": float(win.sum()) / seconds,
+        "events_per_s": float(weight[win].sum()) / seconds,
+        "records_per_fault": float(rows.sum()) / max(1, int(fault.sum())),
+        "drops": int(drops.get("total", 0)),
+        "rescued": int(sum(v for k, v in (drops.get("rescued") or {}).items() if k in ("retried", "parked"))),
+        "missed": int(sum((drops.get("missed") or {}).values())),
+    }
 
 
 def main() -> None:
@@ -41,46 +77,56 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ringbuf-mb", default="32")
+    ap.add_argument("--variants", default="before,after,aggregated")
     args = ap.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - VARIANTS.keys()
+    if unknown:
+        sys.exit(f"record_overhead: unknown variant(s) {sorted(unknown)}; choose from {sorted(VARIANTS)}")
     tmp = Path(tempfile.mkdtemp(prefix="chargetrace-bench-"))
     exe = tmp / "workload"
     subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(ROOT / "tests/live/workload.c")], check=True)
     cmd = [str(exe), str(args.pages), str(args.rounds)]
-    faults = args.pages * args.rounds
-    untraced, traced, rates, drops = [], [], [], []
+    untraced: list[int] = []
+    traced: dict[str, list[int]] = {v: [] for v in variants}
+    stats: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for i in range(args.runs):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         untraced.append(_parse(out)["elapsed_ns"])
-        trace = tmp / f"t{i}.parquet"
-        rec = subprocess.run(
-            [sys.executable, "-m", "chargetrace.cli", "record", "--quiet", "--ringbuf-mb", args.ringbuf_mb,
-             "-o", str(trace), "--", *cmd],
-            capture_output=True, text=True, check=True,
-        )
-        w = _parse(rec.stdout)
-        traced.append(w["elapsed_ns"])
-        t = read_trace(trace)
-        ts = t.table.column("ts_ns").to_numpy()
-        kind = t.table.column("kind").to_pylist()
-        fault_ts = [x for x, k in zip(ts, kind) if k == "fault"]
-        # The loop window: from the buffer's first fault to the last.
-        lo, hi = min(fault_ts), max(fault_ts)
-        in_window = int(((ts >= lo) & (ts <= hi)).sum())
-        rates.append(in_window / ((hi - lo) / 1e9))
-        drops.append(int(t.meta.drops["total"]))
-        trace.unlink()
-        print(f"run {i}: untraced {untraced[-1] / 1e6:.1f} ms, traced {traced[-1] / 1e6:.1f} ms, "
-              f"{rates[-1]:,.0f} events/s delivered, drops {drops[-1]}", file=sys.stderr)
+        for v in variants:
+            trace = tmp / f"t{i}-{v}.parquet"
+            rec = subprocess.run(
+                [sys.executable, "-m", "chargetrace.cli", "record", "--quiet", "--ringbuf-mb", args.ringbuf_mb,
+                 *VARIANTS[v], "-o", str(trace), "--", *cmd],
+                capture_output=True, text=True, check=True,
+            )
+            traced[v].append(_parse(rec.stdout)["elapsed_ns"])
+            stats[v].append(_measure(trace))
+            trace.unlink()
+            s = stats[v][-1]
+            print(f"run {i} {v:>10}: untraced {untraced[-1] / 1e6:.0f} ms, traced {traced[v][-1] / 1e6:.0f} ms, "
+                  f"{s['records_per_s']:,.0f} records/s, {s['events_per_s']:,.0f} events/s, "
+                  f"{s['records_per_fault']:.2f} records/fault, drops {s['drops']}, rescued {s['rescued']}, "
+                  f"missed {s['missed']}", file=sys.stderr)
     shutil.rmtree(tmp, ignore_errors=True)
-    mu, mt = statistics.median(untraced), statistics.median(traced)
-    result = {
+    mu = statistics.median(untraced)
+    faults = args.pages * args.rounds
+    result: dict[str, object] = {
         "pages": args.pages, "rounds": args.rounds, "runs": args.runs, "ringbuf_mb": float(args.ringbuf_mb),
-        "untraced_ms_median": round(mu / 1e6, 1), "traced_ms_median": round(mt / 1e6, 1),
-        "ratio_traced_untraced": round(mt / mu, 2),
-        "untraced_faults_per_s": round(faults / (mu / 1e9)), "traced_faults_per_s": round(faults / (mt / 1e9)),
-        "delivered_events_per_s_median": round(statistics.median(rates)),
-        "drops_total": sum(drops),
+        "untraced_ms_median": round(mu / 1e6, 1), "untraced_faults_per_s": round(faults / (mu / 1e9)),
     }
+    for v in variants:
+        mt = statistics.median(traced[v])
+        result[v] = {
+            "traced_ms_median": round(mt / 1e6, 1),
+            "ratio_traced_untraced": round(mt / mu, 2),
+            "records_per_s_median": round(statistics.median(s["records_per_s"] for s in stats[v])),
+            "events_per_s_median": round(statistics.median(s["events_per_s"] for s in stats[v])),
+            "records_per_fault_median": round(statistics.median(s["records_per_fault"] for s in stats[v]), 2),
+            "drops_per_run": [s["drops"] for s in stats[v]],
+            "rescued_per_run": [s["rescued"] for s in stats[v]],
+            "missed_per_run": [s["missed"] for s in stats[v]],
+        }
     print(json.dumps(result, indent=2))
 
 
