@@ -39,6 +39,7 @@ from .decode import KIND_CODES, dict_array
 
 __all__ = [
     "LEDGER_FIELDS",
+    "ledger_cflags",
     "read_ledger",
     "ledger_rows",
     "CounterDeltas",
@@ -54,6 +55,14 @@ LEDGER_FIELDS = ("memcg", "kind", "item", "events", "pages")
 
 _TX_NAMES = ("retried", "parked", "unparked", "ledger_full")
 _KIND_MEMCG_STAT = next(code for code, name in KIND_CODES.items() if name == "memcg_stat")
+
+
+def ledger_cflags(*, aggregate_counters: bool, rescue: bool) -> list[str]:
+    """-D flags of the ledger and the lossless emit (tracer/bpf/recorder.c)."""
+    flags = ["-DCT_AGG_COUNTERS=1"] if aggregate_counters else []
+    if not rescue:
+        flags += ["-DCT_RB_RETRIES=0", "-DCT_NO_PARK=1"]
+    return flags
 
 
 def ledger_rows(bpf: Any) -> Iterable[tuple[int, int, int, int, int, int]]:
@@ -150,10 +159,11 @@ def transport_counters(bpf: Any) -> dict[str, int]:
 
 
 def stop_probes(bpf: Any) -> None:
-    """Cut the recording: from now on the probes add nothing to the ledger or
-    the transport (``ct_stop``), so the last ledger snapshot and the stream
-    end at the same point."""
-    bpf[b"ct_stop"][ctypes.c_int(0)] = ctypes.c_uint32(1)
+    """Cut the recording: disarm the probes' one switch (``armed``,
+    tracer/bpf/recorder.c), so that from now on they add nothing to the
+    ledger or the transport and the last ledger snapshot and the stream end
+    at the same point."""
+    bpf[b"armed"][ctypes.c_int(0)] = ctypes.c_uint32(0)
 
 
 def close_park(bpf: Any) -> None:

@@ -1,10 +1,11 @@
 """Moving records from BPF to Python: ring buffer (preferred) or perf buffer.
 
 Ring buffer: the BPF side writes with ``BPF_RB_NO_WAKEUP`` and the recorder
-reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here).
-A record the ring refuses although it has room (a reservation-lock failure,
-see tracer/bpf/recorder.c ``ct_rb_emit``) is retried, then parked per CPU;
-:meth:`Transport.take_parked` collects what is still parked at the end. It reads the mmapped ring itself, in bulk
+reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here;
+measured on a 2-vCPU VM; BENCHMARKS.md). A record the ring refuses although it
+has room (a reservation-lock failure, see tracer/bpf/recorder.c
+``ct_rb_emit``) is retried, then parked per CPU; :meth:`Transport.take_parked`
+collects what is still parked at the end. It reads the mmapped ring itself, in bulk
 (:class:`~.ringbuf.RingReader`), instead of BCC's ``ring_buffer_consume()``
 with one Python callback per record, which could not keep up with a
 fault-heavy task. Perf buffer fallback (kernels before 5.8): ``wakeup_events``
@@ -125,18 +126,26 @@ class Transport:
         return out
 
     def take_parked(self) -> int:
-        """Stop parking and collect the records still parked (after a last
-        :meth:`poll`); returns how many were collected."""
+        """End of recording (probes disarmed): empty the ring, stop parking and
+        collect the records still parked; returns how many were collected."""
         if self._ring is None:
             return 0
-        self.poll()
+        self._empty_ring()
         close_park(self.bpf)
-        self.poll()  # what the probes drained while we closed
+        self._empty_ring()  # what the probes drained while we closed
         raw = parked_records(self.bpf, EVENT_SIZE)
         if raw:
             self._chunks.append(raw)
             self.events_seen += len(raw) // EVENT_SIZE
         return len(raw) // EVENT_SIZE
+
+    def _empty_ring(self) -> None:
+        # poll() takes at most `budget` records; at the end nothing may stay behind.
+        while True:
+            before = self.events_seen
+            self.poll()
+            if self.events_seen - before < self.budget:
+                return
 
     def rescued(self) -> dict[str, int]:
         """Records the retry and the park got through (ring buffer only)."""

@@ -34,7 +34,8 @@ __all__ = ["LedgerAgreement"]
 #: memcg tracepoint each one's items come from (vm_event_item via
 #: count_memcg_events, node_stat_item via mod_memcg_lruvec_state).
 _COUNTER_RULES = ((PgpgBalance, "count_memcg_events"), (AnonMappedNetsZero, "mod_memcg_lruvec_state"))
-_NOT_COUNTED = ("usage", "lost")
+#: Rows the recorder makes itself (samples, drop windows), not the probes.
+_NOT_COUNTED = ("usage", "memstat", "lost")
 
 
 def _key(kind: str, memcg: int, item: str) -> tuple[int, str, str]:

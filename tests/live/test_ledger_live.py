@@ -20,10 +20,10 @@ PAGES, ROUNDS = 16384, 2
 
 
 def _stream_sums(trace) -> dict[tuple[int, str, str], tuple[int, int]]:
-    cols = trace.table.select(["kind", "memcg", "item", "value", "nr_pages", "ret", "span_ns"]).to_pydict()
+    cols = trace.table.select(["kind", "probe", "memcg", "item", "value", "nr_pages", "ret", "span_ns"]).to_pydict()
     sums: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for kind, memcg, item, value, nr, ret, span in zip(*cols.values()):
-        if kind in ("usage", "lost"):
+    for kind, probe, memcg, item, value, nr, ret, span in zip(*cols.values()):
+        if probe == "recorder" or probe.startswith("sample:"):  # rows the recorder made, not the probes
             continue
         acc = sums[(memcg, kind, item if kind == "memcg_stat" else "")]
         if kind == "memcg_stat":
