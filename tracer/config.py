@@ -50,8 +50,8 @@ class RecordConfig:
     #: memcg counter tracepoints update only the in-kernel ledger; their rows
     #: are written as periodic per-(memcg, item) deltas (tracer/ledger.py).
     aggregate_counters: bool = False
-    #: Retry and park ring-buffer records refused with room to spare
-    #: (off only to measure the transport without it: bench/).
+    #: Retry and park ring-buffer records the ring refuses
+    #: (off only to measure the transport without them: bench/).
     rescue: bool = True
 
     def validate(self) -> None:

@@ -12,9 +12,12 @@ at the first record still being written (BUSY bit), copy, and advance the
 consumer position.
 
 The consumer position is published with one aligned 8-byte store (a ctypes
-u64 over the mmap): ``struct.pack_into`` writes an int byte by byte
-(CPython's ``_PyLong_AsByteArray``), so the kernel, which reads it
-concurrently in ``__bpf_ringbuf_reserve()``, could see a torn position.
+u64 over the mmap). It used to be ``struct.pack_into``, which zero-fills the
+packed bytes before writing them (CPython ``s_pack_internal``): for that
+instant the kernel read a consumer position of 0, and once the ring had
+wrapped ``__bpf_ringbuf_reserve()`` refused records as if it were full —
+the drops seen at low rates with rings of any size (measured:
+bench/ringbuf_failures.py, BENCHMARKS.md).
 
 Limits: x86-64 (total store order: reading the producer position before the
 records needs no explicit barrier), records of one size only (anything else

@@ -2,10 +2,9 @@
 
 Ring buffer: the BPF side writes with ``BPF_RB_NO_WAKEUP`` and the recorder
 reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here;
-measured on a 2-vCPU VM; BENCHMARKS.md). A record the ring refuses although it
-has room (a reservation-lock failure, see tracer/bpf/recorder.c
-``ct_rb_emit``) is retried, then parked per CPU; :meth:`Transport.take_parked`
-collects what is still parked at the end. It reads the mmapped ring itself, in bulk
+measured on a 2-vCPU VM; BENCHMARKS.md). A record the ring refuses is retried,
+then parked per CPU (tracer/bpf/recorder.c ``ct_rb_emit``);
+:meth:`Transport.take_parked` collects what is still parked at the end. It reads the mmapped ring itself, in bulk
 (:class:`~.ringbuf.RingReader`), instead of BCC's ``ring_buffer_consume()``
 with one Python callback per record, which could not keep up with a
 fault-heavy task. Perf buffer fallback (kernels before 5.8): ``wakeup_events``

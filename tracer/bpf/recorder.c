@@ -119,16 +119,18 @@ static __always_inline void ct_ledger_add(struct ct_event *e)
 }
 
 #ifndef CT_PERF
-/* bpf_ringbuf_output() can fail with room to spare. Measured on 6.18
- * (bench/record_overhead.py, BENCHMARKS.md): at the failing call the ring
- * was < 1 % full, no record was pending and the lock word was free, the
- * call took ~200 ns (it did not spin), and an immediate retry mostly
- * succeeded: the reservation lock, an rqspinlock since "bpf: Convert ringbuf
- * map to rqspinlock" (a650d38915c1, v6.15), gave up instead of waiting
- * (kernel/bpf/ringbuf.c __bpf_ringbuf_reserve() returns NULL on any lock
- * error, the same -EAGAIN as a full ring). So: retry a few times, then park
- * the record in a small per-CPU FIFO that the next emit on this CPU (or the
- * recorder, at the end) drains first, keeping each CPU's order. */
+/* A refused record is retried, then parked. The drops seen at low rates
+ * were not this side's doing: the consumer used to publish its position
+ * with Python's struct.pack_into, which zero-fills the field before writing
+ * it, and __bpf_ringbuf_reserve() (kernel/bpf/ringbuf.c) reading a consumer
+ * position of 0 once the ring had wrapped refused the record as "full"
+ * (bench/ringbuf_failures.py; fixed in tracer/ringbuf.py). A refusal can
+ * still be transient: the reservation lock is an rqspinlock since "bpf:
+ * Convert ringbuf map to rqspinlock" (a650d38915c1, v6.15) and a lock error
+ * returns the same NULL as a full ring; a consumer late by a few ms fills
+ * the ring for a burst. So: retry a few times, then park the record in a
+ * small per-CPU FIFO that the next emit on this CPU (or the recorder, at
+ * the end) drains first, keeping each CPU's order. */
 #ifndef CT_RB_RETRIES
 #define CT_RB_RETRIES 4
 #endif
