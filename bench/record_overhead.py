@@ -5,9 +5,14 @@ Each of --runs rounds runs, interleaved so that they share the machine's noise:
     reports the duration of its touch loop;
   * one traced run per --variants entry, the same command under
     `chargetrace record`:
-      - ``before``: the transport without retry/park (``--no-rescue``),
-      - ``after``: the default recorder (retry, per-CPU park, ledger),
+      - ``before``: the consumer position published as before the fix
+        (``struct.pack_into``, see bench/ringbuf_failures.py) and no
+        retry/park (``RecordConfig(rescue=False)``),
+      - ``after``: the default recorder (8-byte consumer store, retry,
+        per-CPU park, ledger),
       - ``aggregated``: ``--aggregate-counters`` (memcg counters summed in BPF).
+    Each traced run is a fresh process running :class:`Recording` (this
+    script with ``--child``), so ``before`` can swap the ring reader.
 
 Per variant it prints medians of the traced/untraced ratio of the touch
 loop, records delivered per second (trace rows with ts inside the workload's
@@ -39,7 +44,7 @@ import pyarrow.compute as pc
 from chargetrace.traces import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"before": ["--no-rescue"], "after": [], "aggregated": ["--aggregate-counters"]}
+VARIANTS = ("before", "after", "aggregated")
 
 
 def _parse(out: str) -> dict[str, int]:
@@ -71,7 +76,27 @@ def _measure(trace_path: Path) -> dict[str, float]:
     }
 
 
+def _child(variant: str, ringbuf_mb: float, out: Path, cmd: list[str]) -> None:
+    """One traced run in this process (``--child``)."""
+    from chargetrace.tracer import ringbuf
+    from chargetrace.tracer.recorder import RecordConfig, Recording
+
+    if variant == "before":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from ringbuf_failures import PackIntoReader
+
+        ringbuf.RingReader.read = PackIntoReader.read  # type: ignore[method-assign]
+    cfg = RecordConfig(output=out, command=cmd, ringbuf_mb=ringbuf_mb, status=False,
+                       aggregate_counters=variant == "aggregated", rescue=variant != "before")
+    with Recording(cfg) as rec:
+        rec.run()
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _, _, variant, mb, out, *cmd = sys.argv
+        _child(variant, float(mb), Path(out), cmd)
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", type=int, default=65536)
     ap.add_argument("--rounds", type=int, default=4)
@@ -80,9 +105,9 @@ def main() -> None:
     ap.add_argument("--variants", default="before,after,aggregated")
     args = ap.parse_args()
     variants = [v for v in args.variants.split(",") if v]
-    unknown = set(variants) - VARIANTS.keys()
+    unknown = set(variants) - set(VARIANTS)
     if unknown:
-        sys.exit(f"record_overhead: unknown variant(s) {sorted(unknown)}; choose from {sorted(VARIANTS)}")
+        sys.exit(f"record_overhead: unknown variant(s) {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     tmp = Path(tempfile.mkdtemp(prefix="chargetrace-bench-"))
     exe = tmp / "workload"
     subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(ROOT / "tests/live/workload.c")], check=True)
@@ -95,11 +120,8 @@ def main() -> None:
         untraced.append(_parse(out)["elapsed_ns"])
         for v in variants:
             trace = tmp / f"t{i}-{v}.parquet"
-            rec = subprocess.run(
-                [sys.executable, "-m", "chargetrace.cli", "record", "--quiet", "--ringbuf-mb", args.ringbuf_mb,
-                 *VARIANTS[v], "-o", str(trace), "--", *cmd],
-                capture_output=True, text=True, check=True,
-            )
+            rec = subprocess.run([sys.executable, __file__, "--child", v, args.ringbuf_mb, str(trace), *cmd],
+                                 capture_output=True, text=True, check=True)
             traced[v].append(_parse(rec.stdout)["elapsed_ns"])
             stats[v].append(_measure(trace))
             trace.unlink()
