@@ -51,6 +51,13 @@ def _parse(out: str) -> dict[str, int]:
     return {k: int(v, 0) for k, v in re.findall(r"(\w+)=(0x[0-9a-f]+|\d+)", out)}
 
 
+def _bpf_cost(stderr: str) -> dict[str, float]:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith('{"bpf_runs"'):
+            return json.loads(line)
+    return {"bpf_runs": 0, "bpf_ns": 0}
+
+
 def _measure(trace_path: Path) -> dict[str, float]:
     t = read_trace(trace_path)
     tab = t.table
@@ -88,8 +95,14 @@ def _child(variant: str, ringbuf_mb: float, out: Path, cmd: list[str]) -> None:
         ringbuf.RingReader.read = PackIntoReader.read  # type: ignore[method-assign]
     cfg = RecordConfig(output=out, command=cmd, ringbuf_mb=ringbuf_mb, status=False,
                        aggregate_counters=variant == "aggregated", rescue=variant != "before")
+    from chargetrace.tracer.ledger import program_stats
+
     with Recording(cfg) as rec:
         rec.run()
+        # In-kernel cost: the probes' own run time (kernel.bpf_stats_enabled).
+        stats = program_stats(rec._bpf)
+    runs = sum(n for n, _, _ in stats.values())
+    print(json.dumps({"bpf_runs": runs, "bpf_ns": sum(t for _, t, _ in stats.values())}), file=sys.stderr)
 
 
 def main() -> None:
@@ -108,6 +121,16 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         sys.exit(f"record_overhead: unknown variant(s) {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    stats_knob = Path("/proc/sys/kernel/bpf_stats_enabled")
+    knob_was = stats_knob.read_text().strip()
+    stats_knob.write_text("1\n")  # the probes' run time, for BPF ns per fault
+    try:
+        _session(args, variants)
+    finally:
+        stats_knob.write_text(knob_was + "\n")
+
+
+def _session(args: argparse.Namespace, variants: list[str]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="chargetrace-bench-"))
     exe = tmp / "workload"
     subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(ROOT / "tests/live/workload.c")], check=True)
@@ -124,12 +147,16 @@ def main() -> None:
                                  capture_output=True, text=True, check=True)
             traced[v].append(_parse(rec.stdout)["elapsed_ns"])
             stats[v].append(_measure(trace))
+            cost = _bpf_cost(rec.stderr)
+            stats[v][-1]["bpf_ns_per_fault"] = cost["bpf_ns"] / (args.pages * args.rounds)
+            stats[v][-1]["bpf_ns_per_run"] = cost["bpf_ns"] / max(1, cost["bpf_runs"])
             trace.unlink()
             s = stats[v][-1]
             print(f"run {i} {v:>10}: untraced {untraced[-1] / 1e6:.0f} ms, traced {traced[v][-1] / 1e6:.0f} ms, "
                   f"{s['records_per_s']:,.0f} records/s, {s['events_per_s']:,.0f} events/s, "
                   f"{s['records_per_fault']:.2f} records/fault, drops {s['drops']}, rescued {s['rescued']}, "
-                  f"missed {s['missed']}", file=sys.stderr)
+                  f"missed {s['missed']}, BPF {s['bpf_ns_per_fault']:.0f} ns/fault "
+                  f"({s['bpf_ns_per_run']:.0f} ns/run)", file=sys.stderr)
     shutil.rmtree(tmp, ignore_errors=True)
     mu = statistics.median(untraced)
     faults = args.pages * args.rounds
@@ -145,6 +172,8 @@ def main() -> None:
             "records_per_s_median": round(statistics.median(s["records_per_s"] for s in stats[v])),
             "events_per_s_median": round(statistics.median(s["events_per_s"] for s in stats[v])),
             "records_per_fault_median": round(statistics.median(s["records_per_fault"] for s in stats[v]), 2),
+            "bpf_ns_per_fault_median": round(statistics.median(s["bpf_ns_per_fault"] for s in stats[v])),
+            "bpf_ns_per_run_median": round(statistics.median(s["bpf_ns_per_run"] for s in stats[v])),
             "drops_per_run": [s["drops"] for s in stats[v]],
             "rescued_per_run": [s["rescued"] for s in stats[v]],
             "missed_per_run": [s["missed"] for s in stats[v]],

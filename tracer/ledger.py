@@ -45,6 +45,7 @@ __all__ = [
     "CounterDeltas",
     "transport_counters",
     "recursion_misses",
+    "program_stats",
     "close_park",
     "parked_records",
     "stop_probes",
@@ -207,11 +208,13 @@ _SYS_BPF = 321  # x86-64
 _BPF_OBJ_GET_INFO_BY_FD = 15
 #: offsetof(struct bpf_prog_info, recursion_misses) (include/uapi/linux/bpf.h);
 #: the kernel fills as much of the struct as the buffer we pass holds.
-_INFO_RECURSION_MISSES = 208
+_INFO_RUN_TIME_NS = 192  # then run_cnt (200), recursion_misses (208)
 _INFO_SIZE = 216
 
 
-def _prog_misses(fd: int) -> int | None:
+def _prog_info(fd: int) -> tuple[int, int, int] | None:
+    """(run_cnt, run_time_ns, recursion_misses) of one loaded program; run
+    figures are 0 unless kernel.bpf_stats_enabled is set."""
     info = ctypes.create_string_buffer(_INFO_SIZE)
     attr = ctypes.create_string_buffer(struct.pack("<IIQ", fd, _INFO_SIZE, ctypes.addressof(info)), 16)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -220,7 +223,8 @@ def _prog_misses(fd: int) -> int | None:
     info_len = struct.unpack_from("<I", attr.raw, 4)[0]
     if info_len < _INFO_SIZE:  # kernel older than 5.12: no such field
         return None
-    return int(struct.unpack_from("<Q", info.raw, _INFO_RECURSION_MISSES)[0])
+    run_time, run_cnt, misses = struct.unpack_from("<QQQ", info.raw, _INFO_RUN_TIME_NS)
+    return int(run_cnt), int(run_time), int(misses)
 
 
 def _probe_of(func: str, kprobe_funcs: Mapping[str, str]) -> str:
@@ -231,13 +235,22 @@ def _probe_of(func: str, kprobe_funcs: Mapping[str, str]) -> str:
     return kprobe_funcs.get(func, func)
 
 
-def recursion_misses(bpf: Any, kprobe_funcs: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Per probe string, program runs the kernel skipped (nonzero only)."""
-    out: dict[str, int] = {}
+def program_stats(bpf: Any, kprobe_funcs: Mapping[str, str] | None = None) -> dict[str, tuple[int, int, int]]:
+    """Per probe string: (run_cnt, run_time_ns, recursion_misses), summed over
+    its programs. The run figures need ``sysctl kernel.bpf_stats_enabled=1``
+    (bench/record_overhead.py sets it; it costs two clock reads per run)."""
+    out: dict[str, tuple[int, int, int]] = {}
     for name, fn in getattr(bpf, "funcs", {}).items():
         func = name.decode() if isinstance(name, bytes) else str(name)
-        misses = _prog_misses(fn.fd)
-        if misses:
-            probe = _probe_of(func, kprobe_funcs or {})
-            out[probe] = out.get(probe, 0) + misses
+        info = _prog_info(fn.fd)
+        if info is None:
+            continue
+        probe = _probe_of(func, kprobe_funcs or {})
+        prev = out.get(probe, (0, 0, 0))
+        out[probe] = (prev[0] + info[0], prev[1] + info[1], prev[2] + info[2])
     return out
+
+
+def recursion_misses(bpf: Any, kprobe_funcs: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Per probe string, program runs the kernel skipped (nonzero only)."""
+    return {probe: m for probe, (_, _, m) in program_stats(bpf, kprobe_funcs).items() if m}

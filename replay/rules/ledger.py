@@ -8,11 +8,12 @@ the ledger counts the rows the transport dropped too. Two uses:
   A difference means rows vanished without a drop being recorded (a truncated
   or edited trace, or a transport bug): reported as a violation of ``L1``.
 * **Events lost**: folio-level rules stay inconclusive, but counter balance
-  does not need the rows: for every memcg the trace saw from creation to
-  drain, the counter rules (R3.pgpg, R13.anon; their signs are theirs, see
-  rules/counters.py) are judged on the ledger's sums. An imbalance there is a
-  violation that no lost event can explain; a balance is reported in the
-  notes, with which verdicts are exact and which are not.
+  does not need the rows: the counter rules (R3.pgpg, R13.anon,
+  rules/counters.py — their logic, not a copy) are run again on the ledger's
+  sums, one aggregated event per memcg and item, for every memcg observed
+  from its creation. What they find there no lost event can explain (exact
+  violations); where they find nothing, the notes say which verdicts are
+  exact and which are not.
 
 Limit: a probe run the kernel skipped (``drops.missed``, its recursion guard)
 is in neither the stream nor the ledger; the notes name the counters whose
@@ -99,37 +100,59 @@ class LedgerAgreement(Rule):
                 )
 
     def _judge_counters(self) -> None:
-        missed = self.ctx.meta.drops.get("missed") or {}
-        memcgs = sorted({m for m, k, _ in self.ledger if k == "memcg_stat" and self.ctx.closed(m)})
+        """Run the counter rules on the ledger's sums (one aggregated event per
+        memcg and item), on a private context: their logic stays theirs, their
+        findings come back exact (no stream row behind them)."""
+        memcgs = sorted({m for m, k, _ in self.ledger if k == "memcg_stat" and self.ctx.observed_from_creation(m)})
         seq, ts = self.end_point()
+        lost = self._lost()
+        if not memcgs:
+            self.notes.append(f"{lost} event(s) were lost; the ledger has no memcg observed from its creation, so "
+                              f"no counter verdict can be made exact")
+            return
+        # Increments before decrements at equal size: PGPGIN before PGPGOUT.
+        totals = sorted(((m, item, ev, pages) for (m, k, item), (ev, pages) in self.ledger.items()
+                         if k == "memcg_stat" and m in memcgs), key=lambda r: (r[0], -r[3], r[1]))
+        missed = self.ctx.meta.drops.get("missed") or {}
+        private = RuleContext(self.model, self.ctx.meta, self.ctx.era)
         exact, caveats = [], []
-        for rule, probe in _COUNTER_RULES:
+        for rule_type, probe in _COUNTER_RULES:
+            rule = rule_type(private)
+            if not rule.applies():
+                continue
+            before = len(private.findings)
+            for memcg, item, events, pages in totals:
+                rule.on_memcg_stat(_ledger_event(seq, ts, memcg, item, events, pages))
+            rule.finish()
+            self.checked += len(memcgs)
+            judged = {f.memcg for f in private.findings[before:]}
             skipped = sum(n for p, n in missed.items() if p.endswith(probe))
             for memcg in memcgs:
-                self.checked += 1
-                total = sum(sign * self.ledger.get((memcg, "memcg_stat", item), (0, 0))[1]
-                            for item, sign in rule.signs.items())
-                if total != 0:
-                    # Depends on no row of the stream: an empty [since, ts]
-                    # window, so no lost window can make it inconclusive.
-                    self.report(
-                        (seq, ts), 0, memcg,
-                        f"{rule.what} of memcg {memcg} is {total:+d} in the in-kernel ledger after its tasks "
-                        f"exited and it was drained (exact although the stream lost events)",
-                        since_ts_ns=ts + 1, rule=rule.id,
-                    )
-                elif skipped:
+                if memcg in judged:
+                    continue
+                if skipped:
                     caveats.append(f"{rule.id} (memcg {memcg}; the kernel skipped {skipped} run(s) of its "
                                    f"probe system-wide)")
                 else:
                     exact.append(f"{rule.id} (memcg {memcg})")
-        lost = self._lost()
+        for finding in private.findings:
+            # Depends on no row of the stream: an empty [since, ts] window, so
+            # no lost window can make it inconclusive.
+            finding.since_ts_ns = ts + 1
+            finding.message = f"in-kernel ledger (exact although the stream lost events): {finding.message}"
+            self.ctx.findings.append(finding)
         if exact:
             self.notes.append(f"{lost} event(s) were lost, but the in-kernel ledger balances: "
                               f"{', '.join(exact)} hold exactly; folio-level rules stay inconclusive")
         if caveats:
             self.notes.append("ledger balances for " + ", ".join(caveats)
                               + ": exact unless a skipped run was in scope")
-        if not memcgs:
-            self.notes.append(f"{lost} event(s) were lost; the ledger has no memcg observed from creation to "
-                              f"drain, so no counter verdict can be made exact")
+
+
+def _ledger_event(seq: int, ts: int, memcg: int, item: str, events: int, pages: int) -> Event:
+    """One aggregated memcg_stat event carrying a ledger total (span_ns > 0,
+    ret = the number of tracepoint hits, as the recorder's aggregated rows)."""
+    fields: dict[str, object] = {f: "" if f in ("comm", "kind", "probe", "item") else 0 for f in Event._fields}
+    fields.update(seq=seq, ts_ns=ts, kind="memcg_stat", probe="ledger", memcg=memcg, item=item, value=pages,
+                  ret=events, span_ns=max(1, ts))
+    return Event(**fields)  # type: ignore[arg-type]
