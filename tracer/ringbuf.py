@@ -94,10 +94,6 @@ class RingReader:
             self._cons_pos.value = cons + advance
         return out
 
-    def positions(self) -> tuple[int, int]:
-        """(consumer, producer) positions now."""
-        return self._cons_pos.value, int(self._prod_pos[0])
-
     def close(self) -> None:
         # Views into the maps must go before the maps can be closed.
         del self._cons_pos, self._prod_pos
