@@ -7,9 +7,9 @@ Each of --runs rounds runs, interleaved so that they share the machine's noise:
     `chargetrace record`:
       - ``before``: the consumer position published as before the fix
         (``struct.pack_into``, see bench/ringbuf_failures.py) and no
-        retry/park (``RecordConfig(rescue=False)``),
-      - ``after``: the default recorder (8-byte consumer store, retry,
-        per-CPU park, ledger),
+        retry (``RecordConfig(rescue=False)``),
+      - ``after``: the default recorder (8-byte consumer store, one retry,
+        ledger),
       - ``aggregated``: ``--aggregate-counters`` (memcg counters summed in BPF).
     Each traced run is a fresh process running :class:`Recording` (this
     script with ``--child``), so ``before`` can swap the ring reader.
@@ -18,7 +18,7 @@ Per variant it prints medians of the traced/untraced ratio of the touch
 loop, records delivered per second (trace rows with ts inside the workload's
 first-to-last fault window / that window), kernel events represented per
 second (an aggregated row counts the hits it sums), records per fault, and
-totals of transport drops, records rescued by retry/park, and probe runs the
+totals of transport drops, records rescued by the retry, and probe runs the
 kernel skipped (``drops.missed``). Usage:
 
     python bench/record_overhead.py [--pages 65536] [--rounds 4] [--runs 5]
@@ -78,7 +78,7 @@ def _measure(trace_path: Path) -> dict[str, float]:
         "events_per_s": float(weight[win].sum()) / seconds,
         "records_per_fault": float(rows.sum()) / max(1, int(fault.sum())),
         "drops": int(drops.get("total", 0)),
-        "rescued": int(sum(v for k, v in (drops.get("rescued") or {}).items() if k in ("retried", "parked"))),
+        "rescued": int((drops.get("rescued") or {}).get("retried", 0)),
         "missed": int(sum((drops.get("missed") or {}).values())),
     }
 

@@ -50,7 +50,7 @@ class RecordConfig:
     #: memcg counter tracepoints update only the in-kernel ledger; their rows
     #: are written as periodic per-(memcg, item) deltas (tracer/ledger.py).
     aggregate_counters: bool = False
-    #: Retry and park ring-buffer records the ring refuses
+    #: Try a record the ring refuses once more
     #: (off only to measure the transport without them: bench/).
     rescue: bool = True
 

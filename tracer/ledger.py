@@ -14,7 +14,8 @@ This module owns reading those maps:
 * :class:`CounterDeltas` — with ``--aggregate-counters`` the memcg counter
   probes write only to the ledger; this turns successive ledger snapshots
   into ``memcg_stat`` delta rows (one per memcg and item per interval);
-* :func:`transport_counters` — what the ring-buffer retry and park rescued;
+* :func:`transport_counters` — records the ring-buffer retry rescued, ledger
+  keys that did not fit;
 * :func:`recursion_misses` — program runs the kernel skipped because another
   BPF program was already running on that CPU (``bpf_prog_info.recursion_misses``,
   "bpf: Add per-program recursion prevention mechanism" ca35f7843fa1, v5.12).
@@ -46,15 +47,13 @@ __all__ = [
     "transport_counters",
     "recursion_misses",
     "program_stats",
-    "close_park",
-    "parked_records",
     "stop_probes",
 ]
 
 #: Keys of one ``ledger`` metadata entry.
 LEDGER_FIELDS = ("memcg", "kind", "item", "events", "pages")
 
-_TX_NAMES = ("retried", "parked", "unparked", "ledger_full")
+_TX_NAMES = ("retried", "ledger_full")
 _KIND_MEMCG_STAT = next(code for code, name in KIND_CODES.items() if name == "memcg_stat")
 
 
@@ -62,7 +61,7 @@ def ledger_cflags(*, aggregate_counters: bool, rescue: bool) -> list[str]:
     """-D flags of the ledger and the lossless emit (tracer/bpf/recorder.c)."""
     flags = ["-DCT_AGG_COUNTERS=1"] if aggregate_counters else []
     if not rescue:
-        flags += ["-DCT_RB_RETRIES=0", "-DCT_NO_PARK=1"]
+        flags.append("-DCT_NO_RETRY=1")
     return flags
 
 
@@ -150,8 +149,8 @@ class CounterDeltas:
 
 
 def transport_counters(bpf: Any) -> dict[str, int]:
-    """Ring-buffer rescue counters summed over CPUs (``ct_tx`` map); empty
-    for the perf-buffer transport."""
+    """``ct_tx`` counters summed over CPUs: ``retried`` (ring buffer only)
+    and ``ledger_full``."""
     try:
         table = bpf[b"ct_tx"]
     except KeyError:
@@ -166,41 +165,6 @@ def stop_probes(bpf: Any) -> None:
     at the same point."""
     bpf[b"armed"][ctypes.c_int(0)] = ctypes.c_uint32(0)
 
-
-def close_park(bpf: Any) -> None:
-    """Tell the probes to stop parking (the recorder is about to read what is
-    parked; afterwards a refused record counts as a drop)."""
-    try:
-        table = bpf[b"park_state"]
-    except KeyError:
-        return
-    key = ctypes.c_int(0)
-    states = table[key]
-    for st in states:
-        st.closed = 1
-        st.busy = 0
-    table[key] = states
-
-
-def parked_records(bpf: Any, record_size: int) -> bytes:
-    """Records still parked on any CPU after :func:`close_park`, oldest first
-    per CPU, packed like ring-buffer records."""
-    try:
-        park, state = bpf[b"park"], bpf[b"park_state"]
-    except KeyError:
-        return b""
-    slots = park.max_entries
-    states = state[ctypes.c_int(0)]
-    out = bytearray()
-    cache: dict[int, Any] = {}
-    for cpu, st in enumerate(states):
-        for pos in range(int(st.head), int(st.tail)):
-            slot = pos % slots
-            if slot not in cache:
-                cache[slot] = park[ctypes.c_int(slot)]
-            rec = cache[slot][cpu]
-            out += ctypes.string_at(ctypes.addressof(rec), record_size)
-    return bytes(out)
 
 
 # ---- bpf_prog_info.recursion_misses ------------------------------------

@@ -323,13 +323,13 @@ class Recording:
             self.events += len(cols["ts_ns"])
 
     def _close_ledger(self) -> None:
-        """End of recording: disarm, collect what is still parked, then one
-        ledger snapshot gives both the last counter deltas and the metadata
-        ``ledger``; the kernel's skipped probe runs go to ``drops.missed``."""
+        """End of recording: disarm, empty the ring, then one ledger snapshot
+        gives both the last counter deltas and the metadata ``ledger``; the
+        kernel's skipped probe runs go to ``drops.missed``."""
         assert self._transport is not None
         stop_probes(self._bpf)
         time.sleep(0.002)  # programs already past the switch finish
-        self._transport.take_parked()
+        self._transport.finish()
         snapshot = list(ledger_rows(self._bpf))
         deltas, self._deltas = self._deltas, None
         self._pump(force=True)

@@ -2,9 +2,9 @@
 
 Ring buffer: the BPF side writes with ``BPF_RB_NO_WAKEUP`` and the recorder
 reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here;
-measured on a 2-vCPU VM; BENCHMARKS.md). A record the ring refuses is retried,
-then parked per CPU (tracer/bpf/recorder.c ``ct_rb_emit``);
-:meth:`Transport.take_parked` collects what is still parked at the end. It reads the mmapped ring itself, in bulk
+measured on a 2-vCPU VM; BENCHMARKS.md). A record the ring refuses is tried once
+more (tracer/bpf/recorder.c ``ct_rb_emit``); :meth:`Transport.finish` empties
+the ring at the end. It reads the mmapped ring itself, in bulk
 (:class:`~.ringbuf.RingReader`), instead of BCC's ``ring_buffer_consume()``
 with one Python callback per record, which could not keep up with a
 fault-heavy task. Perf buffer fallback (kernels before 5.8): ``wakeup_events``
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decode import EVENT_SIZE
-from .ledger import close_park, parked_records, transport_counters
+from .ledger import transport_counters
 from .ringbuf import RingReader
 
 __all__ = ["Transport", "DropWindow", "ringbuf_pages"]
@@ -124,19 +124,11 @@ class Transport:
         self._drops_ts = now
         return out
 
-    def take_parked(self) -> int:
-        """End of recording (probes disarmed): empty the ring, stop parking and
-        collect the records still parked; returns how many were collected."""
-        if self._ring is None:
-            return 0
-        self._empty_ring()
-        close_park(self.bpf)
-        self._empty_ring()  # what the probes drained while we closed
-        raw = parked_records(self.bpf, EVENT_SIZE)
-        if raw:
-            self._chunks.append(raw)
-            self.events_seen += len(raw) // EVENT_SIZE
-        return len(raw) // EVENT_SIZE
+    def finish(self) -> None:
+        """End of recording (probes disarmed): take everything left in the
+        ring, not just one :meth:`poll` budget."""
+        if self._ring is not None:
+            self._empty_ring()
 
     def _empty_ring(self) -> None:
         # poll() takes at most `budget` records; at the end nothing may stay behind.
@@ -147,8 +139,8 @@ class Transport:
                 return
 
     def rescued(self) -> dict[str, int]:
-        """Records the retry and the park got through (ring buffer only)."""
-        return transport_counters(self.bpf) if self._ring is not None else {}
+        """Records the retry got through, ledger keys that did not fit."""
+        return transport_counters(self.bpf)
 
     def close(self) -> None:
         if self._ring is not None:

@@ -66,13 +66,13 @@ def test_ledger_equals_the_rows_without_drops(tmp_path: Path, workload: Path) ->
 
 
 def test_tiny_ring_drops_but_the_ledger_balances(tmp_path: Path, workload: Path) -> None:
-    # 64 KiB of ring for ~1 M records: most are dropped (and the park overflows)
+    # 64 KiB of ring for ~1 M records: most are dropped
     run = record(tmp_path, "--ringbuf-mb", "0.0625", "--", str(workload), str(PAGES), str(ROUNDS))
     assert run.returncode == 0, run.stderr
     t = read_trace(run.trace)
     drops = t.meta.drops
     assert drops["total"] > PAGES, drops
-    assert drops["rescued"]["parked"] > 0 and drops["rescued"]["ledger_full"] == 0
+    assert drops["rescued"]["ledger_full"] == 0
     ledger = _ledger(t)
     memcg = t.meta.scope.memcg
     counters = _workload_counters(ledger, memcg)

@@ -76,12 +76,10 @@ struct ct_ledger_val {
 };
 BPF_PERCPU_HASH(ledger, struct ct_ledger_key, struct ct_ledger_val, CT_LEDGER_KEYS);
 
-/* Transport counters, per CPU: what the retry and the park rescued. */
-#define CT_TX_RETRIED 0    /* records a retry got into the ring */
-#define CT_TX_PARKED 1     /* records parked after the retries failed */
-#define CT_TX_UNPARKED 2   /* parked records later written to the ring */
-#define CT_TX_LEDGER_FULL 3
-#define CT_TX_N 4
+/* Transport counters, per CPU. */
+#define CT_TX_RETRIED 0 /* records a second try got into the ring */
+#define CT_TX_LEDGER_FULL 1
+#define CT_TX_N 2
 BPF_PERCPU_ARRAY(ct_tx, u64, CT_TX_N);
 
 static __always_inline void ct_tx_add(int what)
@@ -102,15 +100,11 @@ static __always_inline void ct_ledger_add(struct ct_event *e)
         k.item = e->item;
         pages = e->value;
     }
-    struct ct_ledger_val *v = ledger.lookup(&k);
+    struct ct_ledger_val zero = {};
+    struct ct_ledger_val *v = ledger.lookup_or_try_init(&k, &zero);
     if (!v) {
-        struct ct_ledger_val zero = {};
-        ledger.insert(&k, &zero);
-        v = ledger.lookup(&k);
-        if (!v) {
-            ct_tx_add(CT_TX_LEDGER_FULL);
-            return;
-        }
+        ct_tx_add(CT_TX_LEDGER_FULL);
+        return;
     }
     /* Atomic although per-CPU: a raw_tp program can interrupt another one
      * on the same CPU (only tracepoint/kprobe programs exclude each other). */
@@ -119,87 +113,27 @@ static __always_inline void ct_ledger_add(struct ct_event *e)
 }
 
 #ifndef CT_PERF
-/* A refused record is retried, then parked. The drops seen at low rates
- * were not this side's doing: the consumer used to publish its position
- * with Python's struct.pack_into, which zero-fills the field before writing
- * it, and __bpf_ringbuf_reserve() (kernel/bpf/ringbuf.c) reading a consumer
+/* A refused record gets one more try. The drops seen at low rates were not
+ * this side's doing: the consumer used to publish its position with
+ * Python's struct.pack_into, which zero-fills the field before writing it,
+ * and __bpf_ringbuf_reserve() (kernel/bpf/ringbuf.c) reading a consumer
  * position of 0 once the ring had wrapped refused the record as "full"
  * (bench/ringbuf_failures.py; fixed in tracer/ringbuf.py). A refusal can
  * still be transient: the reservation lock is an rqspinlock since "bpf:
  * Convert ringbuf map to rqspinlock" (a650d38915c1, v6.15) and a lock error
- * returns the same NULL as a full ring; a consumer late by a few ms fills
- * the ring for a burst. So: retry a few times, then park the record in a
- * small per-CPU FIFO that the next emit on this CPU (or the recorder, at
- * the end) drains first, keeping each CPU's order. */
-#ifndef CT_RB_RETRIES
-#define CT_RB_RETRIES 4
-#endif
-#ifndef CT_PARK_SLOTS
-#define CT_PARK_SLOTS 64
-#endif
-struct ct_park_state {
-    u32 head;   /* next slot to drain */
-    u32 tail;   /* next free slot */
-    u32 busy;   /* a program on this CPU is using the park (raw_tp nesting) */
-    u32 closed; /* set by the recorder before it reads what is left */
-};
-BPF_PERCPU_ARRAY(park, struct ct_event, CT_PARK_SLOTS);
-BPF_PERCPU_ARRAY(park_state, struct ct_park_state, 1);
-
-static __always_inline int ct_rb_put(struct ct_event *e)
+ * returns the same NULL as a full ring. One retry, not a loop or a park:
+ * this is inlined into every probe, some of them loops over up to 512
+ * folios, and the verifier walks every path of every iteration. */
+static __always_inline int ct_rb_emit(struct ct_event *e)
 {
     int rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
-    for (int i = 0; i < CT_RB_RETRIES && rc != 0; i++) {
+#ifndef CT_NO_RETRY
+    if (rc != 0) {
         rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
         if (rc == 0)
             ct_tx_add(CT_TX_RETRIED);
     }
-    return rc;
-}
-
-/* Write out parked records, oldest first; 0 when none is left. */
-static __always_inline int ct_park_drain(struct ct_park_state *st)
-{
-    for (int i = 0; i < CT_PARK_SLOTS; i++) {
-        if (st->head == st->tail)
-            return 0;
-        int slot = st->head % CT_PARK_SLOTS;
-        struct ct_event *p = park.lookup(&slot);
-        if (!p || events.ringbuf_output(p, sizeof(*p), BPF_RB_NO_WAKEUP) != 0)
-            return 1;
-        st->head++;
-        ct_tx_add(CT_TX_UNPARKED);
-    }
-    return st->head != st->tail;
-}
-
-/* 0 = written or parked; non-zero = lost. */
-static __always_inline int ct_rb_emit(struct ct_event *e)
-{
-#ifdef CT_NO_PARK
-    return ct_rb_put(e);
 #endif
-    int z = 0;
-    struct ct_park_state *st = park_state.lookup(&z);
-    if (!st || st->busy || st->closed)
-        return ct_rb_put(e);
-    st->busy = 1;
-    int rc = 0;
-    if (st->head == st->tail || ct_park_drain(st) == 0)
-        rc = ct_rb_put(e);
-    else
-        rc = 1; /* older records still parked: queue behind them */
-    if (rc != 0 && st->tail - st->head < CT_PARK_SLOTS) {
-        int slot = st->tail % CT_PARK_SLOTS;
-        struct ct_event *p = park.lookup(&slot);
-        if (p) {
-            __builtin_memcpy(p, e, sizeof(*e));
-            st->tail++;
-            ct_tx_add(CT_TX_PARKED);
-            rc = 0;
-        }
-    }
-    st->busy = 0;
     return rc;
 }
 #endif
