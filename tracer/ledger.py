@@ -16,7 +16,8 @@ This module owns reading those maps:
   into ``memcg_stat`` delta rows (one per memcg and item per interval);
 * :func:`transport_counters` — records the ring-buffer retry rescued, ledger
   keys that did not fit;
-* :func:`recursion_misses` — program runs the kernel skipped because another
+* :func:`stop_probes` — the end-of-recording cut (disarms the probes);
+* :func:`program_stats` / :func:`recursion_misses` — program runs the kernel skipped because another
   BPF program was already running on that CPU (``bpf_prog_info.recursion_misses``,
   "bpf: Add per-program recursion prevention mechanism" ca35f7843fa1, v5.12).
   The probe never ran, so neither the stream nor the ledger saw those events;
@@ -39,7 +40,6 @@ import numpy as np
 from .decode import KIND_CODES, dict_array
 
 __all__ = [
-    "LEDGER_FIELDS",
     "ledger_cflags",
     "read_ledger",
     "ledger_rows",
@@ -49,9 +49,6 @@ __all__ = [
     "program_stats",
     "stop_probes",
 ]
-
-#: Keys of one ``ledger`` metadata entry.
-LEDGER_FIELDS = ("memcg", "kind", "item", "events", "pages")
 
 _TX_NAMES = ("retried", "ledger_full")
 _KIND_MEMCG_STAT = next(code for code, name in KIND_CODES.items() if name == "memcg_stat")
