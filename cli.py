@@ -186,13 +186,15 @@ def anonymize(trace: Path, out: Path) -> None:
 @click.option("--quiet", is_flag=True, help="No status line.")
 @click.option("--exit-wait", type=float, default=2.0, show_default=True,
               help="Seconds to wait, after CMD exits, for the rest of the scope's tasks.")
+@click.option("--aggregate-counters", is_flag=True,
+              help="Sum memcg counter events in BPF; write one row per memcg and counter every 0.25 s.")
 @click.option("--skip-how", multiple=True, type=click.Choice(["tracepoint", "raw_tp", "fentry", "kprobe"]),
               hidden=True, help="Do not use this attach kind (tests the fallbacks).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @user_errors
 def record(output: Path, pid: int | None, cgroup: str | None, duration: float | None, ringbuf_mb: float,
-           transport: str, events: str | None, quiet: bool, exit_wait: float, skip_how: tuple[str, ...],
-           command: tuple[str, ...]) -> None:
+           transport: str, events: str | None, quiet: bool, exit_wait: float, aggregate_counters: bool,
+           skip_how: tuple[str, ...], command: tuple[str, ...]) -> None:
     """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide.
 
     With CMD, exits with CMD's status (128+N for signal N); a signal before
@@ -203,7 +205,8 @@ def record(output: Path, pid: int | None, cgroup: str | None, duration: float | 
         output=output, command=list(command), pid=pid, cgroup=cgroup, duration=duration,
         ringbuf_mb=ringbuf_mb, transport=transport, status=not quiet,
         events=set(events.split(",")) if events else None, skip_how=frozenset(skip_how),
-        exit_wait=exit_wait, argv=["chargetrace", *sys.argv[1:]],
+        exit_wait=exit_wait, aggregate_counters=aggregate_counters,
+        argv=["chargetrace", *sys.argv[1:]],
     )
     config.validate()
     if config.scope_kind == "system" and duration is None:

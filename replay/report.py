@@ -242,6 +242,8 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
     else:
         verdict = BALANCED
     notes.extend(_scope_notes(automaton, trace))
+    for rule in automaton.active:  # what a rule has to say beyond findings (rules/ledger.py)
+        notes.extend(getattr(rule, "notes", ()))
     if trace.meta.synthetic:
         notes.append("synthetic trace: generated, not recorded on a kernel")
     return Report(

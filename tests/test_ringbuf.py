@@ -46,3 +46,29 @@ def test_foreign_record_size_is_an_error() -> None:
     data = _ring([(REC, b"a" * REC), (40, b"b" * 40)])
     with pytest.raises(ChargetraceError, match="40 bytes"):
         take_records(data, 0, len(data), REC, 10)
+
+
+def test_reader_over_a_file_laid_out_like_the_ring(tmp_path) -> None:
+    # A regular file in the ring's mmap layout: page 0 consumer position, page 1
+    # producer position, then the data area twice (as the kernel maps it).
+    import mmap
+    import os
+
+    from chargetrace.tracer.ringbuf import RingReader
+
+    page, size = mmap.PAGESIZE, mmap.PAGESIZE
+    data = _ring([(REC, bytes([i]) * REC) for i in range(3)])
+    f = tmp_path / "ring"
+    f.write_bytes(struct.pack("<Q", 0).ljust(page, b"\0") + struct.pack("<Q", len(data)).ljust(page, b"\0")
+                  + (data.ljust(size, b"\0")) * 2)
+    fd = os.open(f, os.O_RDWR)
+    try:
+        reader = RingReader(fd, size, REC)
+        assert reader.read(2) == bytes([0]) * REC + bytes([1]) * REC
+        # the consumer position went to the file as one little-endian u64
+        assert struct.unpack_from("<Q", f.read_bytes(), 0)[0] == 2 * STRIDE
+        assert reader.read(10) == bytes([2]) * REC and reader.read(10) == b""
+        reader.close()
+    finally:
+        os.close(fd)
+    assert struct.unpack_from("<Q", f.read_bytes(), 0)[0] == 3 * STRIDE

@@ -47,6 +47,12 @@ class RecordConfig:
     skip_how: frozenset[str] = frozenset()
     #: Command line to store as provenance (the CLI passes sys.argv).
     argv: list[str] = field(default_factory=list)
+    #: memcg counter tracepoints update only the in-kernel ledger; their rows
+    #: are written as periodic per-(memcg, item) deltas (tracer/ledger.py).
+    aggregate_counters: bool = False
+    #: Try a record the ring refuses once more
+    #: (off only to measure the transport without them: bench/).
+    rescue: bool = True
 
     def validate(self) -> None:
         """Usage errors, before anything is set up."""

@@ -45,16 +45,18 @@ class Program:
         return {n: (f"tp:cgroup:{n}" if self.kernel.tracepoint_exists("cgroup", n)
                     else "none: no such tracepoint (tree rescans only)") for n in FOLLOW_TRACEPOINTS}
 
-    def load(self, choices: list[Choice], scope_kind: str, ringbuf_mb: float, transport: str) -> bool:
+    def load(self, choices: list[Choice], scope_kind: str, ringbuf_mb: float, transport: str,
+             extra_cflags: list[str] | None = None) -> bool:
         """Compile and load the chosen variants, attach the kprobes; True when
-        the perf buffer is used (``transport`` auto falls back to it)."""
+        the perf buffer is used (``transport`` auto falls back to it).
+        ``extra_cflags``: -D flags of other sections (tracer/ledger.py)."""
         chosen = [c.variant for c in choices if c.variant is not None]
         if not chosen:
             raise ChargetraceError("no probe attaches on this kernel; see `chargetrace probes`")
         self.cleanup()
         self.probe_names = {v.pid: v.probe for v in chosen}
         self.tables = item_tables(self.kernel)
-        extra = [f"-DCT_RB_PAGES={ringbuf_pages(ringbuf_mb)}"]
+        extra = [f"-DCT_RB_PAGES={ringbuf_pages(ringbuf_mb)}", *(extra_cflags or [])]
         if scope_kind == "system":
             extra.append("-DCT_SCOPE_ALL=1")
         else:

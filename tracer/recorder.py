@@ -48,6 +48,7 @@ from .config import RecordConfig, RecordResult, probe_table, require_root, setup
 from .decode import EVENT_SIZE
 from .diskwriter import DiskWriter
 from .kernel import detect_era
+from .ledger import CounterDeltas, ledger_cflags, ledger_rows, read_ledger, recursion_misses, stop_probes
 from .probecache import cached_choose, forget
 from .program import Program
 from .scope import ScopeTracker
@@ -95,6 +96,8 @@ class Recording:
         self._drops_per_cpu: dict[str, int] = {}
         self._last_decode = time.monotonic()
         self._discard = False
+        self._deltas: CounterDeltas | None = None
+        self._kprobe_funcs: dict[str, str] = {}
         self.meta = TraceMeta()
         self.events = 0
         self.exit_status: int | None = None
@@ -178,8 +181,9 @@ class Recording:
 
         self._say("compiling the recorder and attaching its probes ...")
         self._program = Program(bcc, kernel)
+        ledger = ledger_cflags(aggregate_counters=cfg.aggregate_counters, rescue=cfg.rescue)
         try:
-            perf = self._program.load(choices, scope_kind, cfg.ringbuf_mb, cfg.transport)
+            perf = self._program.load(choices, scope_kind, cfg.ringbuf_mb, cfg.transport, ledger)
         except ChargetraceError:
             if not cached:
                 raise
@@ -187,7 +191,9 @@ class Recording:
             # a way the key does not see): try the probes again, once.
             forget(key)
             choices, key, cached = cached_choose(bcc, kernel, cfg.events, cfg.skip_how)
-            perf = self._program.load(choices, scope_kind, cfg.ringbuf_mb, cfg.transport)
+            perf = self._program.load(choices, scope_kind, cfg.ringbuf_mb, cfg.transport, ledger)
+        self._kprobe_funcs = {fn: c.variant.probe for c in choices if c.variant is not None
+                              for _, _, fn in c.variant.attach}
         self._bpf = self._program.bpf
         self._check_interrupted()
         if scope_kind != "system":
@@ -224,6 +230,8 @@ class Recording:
         )
         self._writer = TraceWriter(cfg.output, self.meta)
         self._disk = DiskWriter(self._writer, self._program.probe_names, self._program.tables)
+        if cfg.aggregate_counters:
+            self._deltas = CounterDeltas(self._program.probe_names, self._program.tables, time.monotonic_ns())
         self._check_interrupted()
         self.meta.armed_ns = self._program.arm()
         self._sample("start")
@@ -281,19 +289,22 @@ class Recording:
         pending = (self._transport.events_seen - self.events)
         # Rows the recorder adds itself (lost, samples) must come after every
         # event already delivered: decode first whenever one is due.
-        if force or windows or pending * EVENT_SIZE >= _DECODE_BYTES or (pending and now - self._last_decode >= _DECODE_SECONDS):
+        due = now - self._last_decode >= _DECODE_SECONDS
+        if force or windows or pending * EVENT_SIZE >= _DECODE_BYTES or (due and (pending or self._deltas)):
             raw = self._transport.drain()
             if raw:
                 self._disk.put_raw(raw)
                 self.events += len(raw) // EVENT_SIZE
             self._last_decode = now
+            if self._deltas is not None:
+                self._put_deltas(self._deltas, ledger_rows(self._bpf))
         if windows:
             total = self.meta.drops.get("total", 0)
             for w in windows:
                 total += w.count
                 key = str(w.cpu)
                 self._drops_per_cpu[key] = self._drops_per_cpu.get(key, 0) + w.count
-            self.meta.drops = {"total": total, "per_cpu": dict(self._drops_per_cpu)}
+            self.meta.drops.update({"total": total, "per_cpu": dict(self._drops_per_cpu)})
             self._disk.put_columns({
                 "ts_ns": [w.ts_ns for w in windows],
                 "cpu": [w.cpu for w in windows],
@@ -303,6 +314,32 @@ class Recording:
                 "span_ns": [w.span_ns for w in windows],
                 "pid": [os.getpid()] * len(windows),
             })
+
+    def _put_deltas(self, deltas: CounterDeltas, snapshot: Any) -> None:
+        assert self._disk is not None
+        cols = deltas.rows(snapshot, time.monotonic_ns())
+        if cols is not None:
+            self._disk.put_columns(cols)
+            self.events += len(cols["ts_ns"])
+
+    def _close_ledger(self) -> None:
+        """End of recording: disarm, empty the ring, then one ledger snapshot
+        gives both the last counter deltas and the metadata ``ledger``; the
+        kernel's skipped probe runs go to ``drops.missed``."""
+        assert self._transport is not None
+        stop_probes(self._bpf)
+        time.sleep(0.002)  # programs already past the switch finish
+        self._transport.finish()
+        snapshot = list(ledger_rows(self._bpf))
+        deltas, self._deltas = self._deltas, None
+        self._pump(force=True)
+        if deltas is not None:
+            self._put_deltas(deltas, snapshot)
+        self.meta.ledger = read_ledger(snapshot, self._program.tables if self._program else {})
+        self.meta.drops["missed"] = recursion_misses(self._bpf, self._kprobe_funcs)
+        rescued = self._transport.rescued()
+        if rescued:
+            self.meta.drops["rescued"] = rescued
 
     def _status(self, elapsed: float) -> None:
         assert self._writer is not None and self._transport is not None
@@ -382,6 +419,7 @@ class Recording:
         else:
             scope.unseen_fault_share = 0.0
         self._pump(force=True)
+        self._close_ledger()
         self._pump(force=True)
         self.meta.provenance["stopped_by"] = self._stop_reason
 

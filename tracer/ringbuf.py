@@ -11,6 +11,14 @@ view [consumer, producer) as an array of fixed-size records with numpy, stop
 at the first record still being written (BUSY bit), copy, and advance the
 consumer position.
 
+The consumer position is published with one aligned 8-byte store (a ctypes
+u64 over the mmap). It used to be ``struct.pack_into``, which zero-fills the
+packed bytes before writing them (CPython ``s_pack_internal``): for that
+instant the kernel read a consumer position of 0, and once the ring had
+wrapped ``__bpf_ringbuf_reserve()`` refused records as if it were full —
+the drops seen at low rates with rings of any size (measured:
+bench/ringbuf_failures.py, BENCHMARKS.md).
+
 Limits: x86-64 (total store order: reading the producer position before the
 records needs no explicit barrier), records of one size only (anything else
 raises), discarded records are not expected (the BPF side never discards).
@@ -18,8 +26,8 @@ raises), discarded records are not expected (the BPF side never discards).
 
 from __future__ import annotations
 
+import ctypes
 import mmap
-import struct
 
 import numpy as np
 
@@ -71,17 +79,23 @@ class RingReader:
         self.stride = (record_size + _HDR + 7) & ~7
         self._cons = mmap.mmap(map_fd, self.page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._data = mmap.mmap(map_fd, self.page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=self.page)
+        self._cons_pos = ctypes.c_uint64.from_buffer(self._cons, 0)
+        # The producer page is read-only: read its word through numpy (one
+        # 8-byte load), not through a writable ctypes view.
+        self._prod_pos = np.frombuffer(self._data, dtype="<u8", count=1, offset=0)
 
     def read(self, max_records: int) -> bytes:
         """Up to ``max_records`` committed records, packed back to back."""
-        cons = struct.unpack_from("<Q", self._cons, 0)[0]
-        prod = struct.unpack_from("<Q", self._data, 0)[0]
+        cons = self._cons_pos.value
+        prod = int(self._prod_pos[0])
         out, advance = take_records(self._data, self.page + (cons & self.mask), prod - cons, self.record_size,
                                     max_records)
         if advance:
-            struct.pack_into("<Q", self._cons, 0, cons + advance)
+            self._cons_pos.value = cons + advance
         return out
 
     def close(self) -> None:
+        # Views into the maps must go before the maps can be closed.
+        del self._cons_pos, self._prod_pos
         self._cons.close()
         self._data.close()

@@ -2,7 +2,9 @@
 
 Ring buffer: the BPF side writes with ``BPF_RB_NO_WAKEUP`` and the recorder
 reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here;
-measured on a 2-vCPU VM; BENCHMARKS.md). It reads the mmapped ring itself, in bulk
+measured on a 2-vCPU VM; BENCHMARKS.md). A record the ring refuses is tried once
+more (tracer/bpf/recorder.c ``ct_rb_emit``); :meth:`Transport.finish` empties
+the ring at the end. It reads the mmapped ring itself, in bulk
 (:class:`~.ringbuf.RingReader`), instead of BCC's ``ring_buffer_consume()``
 with one Python callback per record, which could not keep up with a
 fault-heavy task. Perf buffer fallback (kernels before 5.8): ``wakeup_events``
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .decode import EVENT_SIZE
+from .ledger import transport_counters
 from .ringbuf import RingReader
 
 __all__ = ["Transport", "DropWindow", "ringbuf_pages"]
@@ -120,6 +123,24 @@ class Transport:
         self._drops_prev = values
         self._drops_ts = now
         return out
+
+    def finish(self) -> None:
+        """End of recording (probes disarmed): take everything left in the
+        ring, not just one :meth:`poll` budget."""
+        if self._ring is not None:
+            self._empty_ring()
+
+    def _empty_ring(self) -> None:
+        # poll() takes at most `budget` records; at the end nothing may stay behind.
+        while True:
+            before = self.events_seen
+            self.poll()
+            if self.events_seen - before < self.budget:
+                return
+
+    def rescued(self) -> dict[str, int]:
+        """Records the retry got through, ledger keys that did not fit."""
+        return transport_counters(self.bpf)
 
     def close(self) -> None:
         if self._ring is not None:

@@ -90,6 +90,10 @@ class TraceMeta:
     #: CLOCK_MONOTONIC ns at which the recorder let events through (after every
     #: probe attached); no row has an earlier ts_ns. None = not recorded (v1).
     armed_ns: int | None = None
+    #: In-kernel per-(memcg, kind, item) sums kept by the probes themselves
+    #: (schema 2, tracer/ledger.py): ``{"memcg", "kind", "item", "events",
+    #: "pages"}`` entries. None = the recorder kept no ledger.
+    ledger: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:

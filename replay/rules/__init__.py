@@ -14,6 +14,7 @@ from .device import (
 )
 from .fault import MigrateBackNeverFails
 from .leaks import ReleasedAtExit
+from .ledger import LedgerAgreement
 from .migration import MigrationKeepsMemcg, MigrationPerEra
 from .reconcile import UsageReconciliation
 from .uncharge import Conservation
@@ -33,6 +34,7 @@ ALL_RULES = (
     ReleasedAtExit,
     ForkSharesDeviceFolios,
     AnonMappedNetsZero,
+    LedgerAgreement,
 )
 
 __all__ = ["ALL_RULES"]

@@ -54,16 +54,110 @@ static __always_inline int ct_armed(void)
             return 0;                                                           \
     } while (0)
 
-/* Emit a record; count it as dropped when the transport has no room.
- * BPF_RB_NO_WAKEUP: the recorder polls every ~10 ms, a wakeup per event
- * would slow the traced task ~4x (measured here). A function, not a
- * macro: BCC cannot rewrite map calls inside macros. */
+/* ==== ledger and lossless emit (read by tracer/ledger.py) ============== */
+/* The ledger: per (memcg, kind[, probe, item]) sums kept by the probes
+ * themselves, before the record goes to the transport, so they stay exact
+ * when the transport refuses a record. Per-CPU values (no shared cache line
+ * between CPUs), summed in Python at the end. `pages` is the sum of
+ * nr_pages, or of the counter delta (`value`) for memcg_stat rows. Full map
+ * = counted in ct_tx[CT_TX_LEDGER_FULL] (the ledger is then incomplete). */
+#ifndef CT_LEDGER_KEYS
+#define CT_LEDGER_KEYS 16384
+#endif
+struct ct_ledger_key {
+    u64 memcg;
+    u16 kind;
+    u16 probe; /* memcg_stat only: names `item` (one enum per tracepoint) */
+    s32 item;  /* memcg_stat only */
+};
+struct ct_ledger_val {
+    u64 events;
+    s64 pages;
+};
+BPF_PERCPU_HASH(ledger, struct ct_ledger_key, struct ct_ledger_val, CT_LEDGER_KEYS);
+
+/* Transport counters, per CPU. */
+#define CT_TX_RETRIED 0 /* records a second try got into the ring */
+#define CT_TX_LEDGER_FULL 1
+#define CT_TX_N 2
+BPF_PERCPU_ARRAY(ct_tx, u64, CT_TX_N);
+
+static __always_inline void ct_tx_add(int what)
+{
+    u64 *c = ct_tx.lookup(&what);
+    if (c)
+        *c += 1;
+}
+
+static __always_inline void ct_ledger_add(struct ct_event *e)
+{
+    struct ct_ledger_key k = {};
+    k.memcg = e->memcg;
+    k.kind = e->kind;
+    s64 pages = e->nr_pages;
+    if (e->kind == CT_KIND_memcg_stat) {
+        k.probe = e->probe;
+        k.item = e->item;
+        pages = e->value;
+    }
+    struct ct_ledger_val zero = {};
+    struct ct_ledger_val *v = ledger.lookup_or_try_init(&k, &zero);
+    if (!v) {
+        ct_tx_add(CT_TX_LEDGER_FULL);
+        return;
+    }
+    /* Atomic although per-CPU: a raw_tp program can interrupt another one
+     * on the same CPU (only tracepoint/kprobe programs exclude each other). */
+    __sync_fetch_and_add(&v->events, 1);
+    __sync_fetch_and_add(&v->pages, pages);
+}
+
+#ifndef CT_PERF
+/* A refused record gets one more try. The drops seen at low rates were not
+ * this side's doing: the consumer used to publish its position with
+ * Python's struct.pack_into, which zero-fills the field before writing it,
+ * and __bpf_ringbuf_reserve() (kernel/bpf/ringbuf.c) reading a consumer
+ * position of 0 once the ring had wrapped refused the record as "full"
+ * (bench/ringbuf_failures.py; fixed in tracer/ringbuf.py). A refusal can
+ * still be transient: the reservation lock is an rqspinlock since "bpf:
+ * Convert ringbuf map to rqspinlock" (a650d38915c1, v6.15) and a lock error
+ * returns the same NULL as a full ring. One retry, not a loop or a park:
+ * this is inlined into every probe, some of them loops over up to 512
+ * folios, and the verifier walks every path of every iteration. */
+static __always_inline int ct_rb_emit(struct ct_event *e)
+{
+    int rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
+#ifndef CT_NO_RETRY
+    if (rc != 0) {
+        rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
+        if (rc == 0)
+            ct_tx_add(CT_TX_RETRIED);
+    }
+#endif
+    return rc;
+}
+#endif
+
+/* Emit a record: ledger first, then the transport; count it as dropped when
+ * the transport has no room. BPF_RB_NO_WAKEUP: the recorder polls every
+ * ~10 ms, a wakeup per event would slow the traced task ~4x (measured, see
+ * BENCHMARKS.md). With CT_AGG_COUNTERS, memcg_stat rows only go to the
+ * ledger: the recorder writes them as periodic per-(memcg, item) deltas.
+ * Every probe passes CT_GATE() first: the recorder disarms the switch to
+ * end the recording (tracer/ledger.py stop_probes), so the last ledger
+ * snapshot and the stream end at the same point.
+ * A function, not a macro: BCC cannot rewrite map calls inside macros. */
 static __always_inline void ct_emit(void *ctx, struct ct_event *e)
 {
+    ct_ledger_add(e);
+#ifdef CT_AGG_COUNTERS
+    if (e->kind == CT_KIND_memcg_stat)
+        return;
+#endif
 #ifdef CT_PERF
     int rc = events.perf_submit(ctx, e, sizeof(*e));
 #else
-    int rc = events.ringbuf_output(e, sizeof(*e), BPF_RB_NO_WAKEUP);
+    int rc = ct_rb_emit(e);
 #endif
     if (rc != 0) {
         int k = 0;
