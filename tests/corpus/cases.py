@@ -1,0 +1,263 @@
+"""The real-workload corpus: one table of cases, each recorded with
+``chargetrace record -- CMD`` on the running kernel and replayed.
+
+Scope: what each workload does, what the replay must say about it (verdict,
+rules that must have checked events, charges legitimately still held when the
+recording ends, and what holds them) and why the kernel behaves that way.
+Limits: cases that need a swap device, or a cgroup made outside the scope, say
+so in ``needs``; the harness (``harness.py``) provides or skips them. The same
+table serves cgroup v1 (this repository's CI machine, 6.18) and v2 (the lab
+guest): where the kernel's answer differs by version, ``only`` restricts a case.
+
+Argument placeholders, filled by the harness: ``{mem}`` the built
+``workloads/mem.c``, ``{wl}`` the workloads folder, ``{disk}`` a fresh folder
+on a disk file system, ``{tmpfs}`` a fresh folder on tmpfs, ``{outside}`` a
+memory cgroup made outside the scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Held", "Case", "CASES", "COUNTER_RULES", "FOLIO_RULES", "case"]
+
+#: Rules that check the memcg tracepoints' counters and the usage samples:
+#: every kernel the recorder supports has them (this machine's 6.18 has nothing else:
+#: lockdown=integrity refuses the folio-level kprobes and fentry programs).
+COUNTER_RULES = ("R3.pgpg", "R3.usage")
+#: Rules that need folio-level charge/uncharge probes (kprobes or fentry: the lab guest).
+FOLIO_RULES = ("R1", "R3")
+
+
+@dataclass(frozen=True)
+class Held:
+    """A charge the kernel legitimately keeps after the scope's tasks are gone."""
+
+    holder: str  # "page cache", "shmem", "kernel memory": a word the replay's explanation must contain
+    min_pages: int  # at least this many pages reported held by it
+    why: str
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    argv: tuple[str, ...]
+    verdict: str  # the true verdict for the kernel: balanced | violations | inconclusive | unchecked
+    rules: tuple[str, ...]  # counter-level rules that must have checked > 0 events
+    reason: str  # what the kernel does for this workload (file, function, commit)
+    covers: tuple[str, ...]  # the item-5 topics this case stands for
+    held: tuple[Held, ...] = ()
+    folio_rules: tuple[str, ...] = FOLIO_RULES  # must check > 0 where folio probes attached
+    exit_status: int = 0
+    oom_kills: int | None = 0  # None: not checked
+    #: at least this many charges (folio charges, or v1 PGPGIN events) seen in the scope's memcgs:
+    #: what the workload itself charged inside the scope, so a "balanced" is not about nothing
+    min_charges: int = 0
+    #: tasks expected in scope.moved_out (moved to a memcg outside the scope)
+    moved_out: int = 0
+    needs: tuple[str, ...] = ()  # "swap", "outside"
+    only: tuple[int, ...] = (1, 2)  # cgroup versions the case runs on
+    #: non-empty: the replay is known wrong here (strict xfail); says which branch must fix what
+    xfail: str = ""
+    timeout: float = 240.0
+
+
+_PAGES = 8192  # 32 MiB of order-0 anon: ~5 s to record here, large against the 128-page stock
+
+
+CASES: tuple[Case, ...] = (
+    Case(
+        name="anon-order0",
+        argv=("{mem}", "anon", str(_PAGES)),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        covers=("anon order 0",),
+        min_charges=_PAGES,
+        reason="each write fault charges one 4 KiB folio (mm/memory.c do_anonymous_page() -> "
+               "mem_cgroup_charge()); exit_mmap() frees and uncharges them all",
+    ),
+    Case(
+        name="anon-thp",
+        argv=("{mem}", "thp", "32"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        covers=("anon THP (madvise)",),
+        min_charges=16,
+        reason="MADV_HUGEPAGE with THP 'madvise': one PMD fault charges a 512-page folio "
+               "(mm/huge_memory.c __do_huge_pmd_anonymous_page()); v1 PGPGIN counts it once "
+               "(memcg1_charge_statistics() nr_pages>0 -> one PGPGIN event)",
+    ),
+    Case(
+        name="anon-thp-split",
+        argv=("{mem}", "thp", "32", "split"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        covers=("anon THP (madvise)", "large folio split"),
+        min_charges=16,
+        reason="unmapping 4 KiB of a PMD-mapped THP splits the PMD and queues the folio for a "
+               "deferred split (mm/huge_memory.c deferred_split_folio()); once split, its 512 "
+               "pages are uncharged as up to 512 folios: PGPGOUT events may exceed PGPGIN",
+    ),
+    Case(
+        name="pagecache-kept",
+        argv=("{mem}", "file", "{disk}/kept", "48", "keep"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        held=(Held("page cache", 1, "the file still exists; its clean folios stay charged until reclaimed"),),
+        covers=("page cache kept (disk)",),
+        min_charges=24,
+        reason="write(2) charges page-cache folios (mm/filemap.c __filemap_add_folio() -> "
+               "mem_cgroup_charge(); ext4 uses large folios since 6.16); they outlive the "
+               "task because the inode keeps them",
+    ),
+    Case(
+        name="pagecache-deleted",
+        argv=("{mem}", "file", "{disk}/gone", "48", "delete"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        covers=("page cache deleted (disk)",),
+        min_charges=24,
+        reason="unlink of a file with no other reference truncates its page cache "
+               "(mm/truncate.c truncate_inode_pages_final()): every folio is uncharged",
+    ),
+    Case(
+        name="tmpfs-kept",
+        argv=("{mem}", "file", "{tmpfs}/kept", "32", "keep"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        held=(Held("shmem", 8192, "a tmpfs file's folios stay charged while it exists; without swap "
+                   "reclaim cannot move them anywhere"),),
+        covers=("tmpfs/shmem kept",),
+        min_charges=8192,
+        reason="tmpfs folios are charged at shmem_add_to_page_cache() (mm/shmem.c) and are "
+               "only freed by truncation or swapped out by reclaim",
+    ),
+    Case(
+        name="tmpfs-deleted",
+        argv=("{mem}", "file", "{tmpfs}/gone", "32", "delete"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        covers=("tmpfs/shmem deleted",),
+        min_charges=8192,
+        reason="unlink of the last link evicts the shmem inode (mm/shmem.c shmem_evict_inode() -> "
+               "shmem_truncate_range()): every folio is uncharged",
+    ),
+    Case(
+        name="memfd",
+        argv=("{mem}", "memfd", "32"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        covers=("memfd",),
+        min_charges=8192,
+        reason="a memfd is an unlinked shmem file (mm/memfd.c memfd_create()); its folios are "
+               "charged at fault and uncharged when the last fd and mapping go at exit",
+    ),
+    Case(
+        name="fork-cow",
+        argv=("{mem}", "fork", "4096"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        covers=("fork + COW",),
+        min_charges=2 * 4096,
+        reason="fork shares the parent's anon folios without a charge (mm/memory.c "
+               "copy_present_pte()); the child's write fault charges a copy "
+               "(wp_page_copy() -> mem_cgroup_charge())",
+    ),
+    Case(
+        name="threads",
+        argv=("{mem}", "threads", "4", "2048"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        covers=("multi-threaded allocation",),
+        min_charges=4 * 2048,
+        reason="four threads fault concurrently on two CPUs; each CPU's charge stock "
+               "(mm/memcontrol.c consume_stock()/refill_stock()) batches the counter updates",
+    ),
+    Case(
+        name="child-memcg",
+        argv=("{wl}/child-memcg.sh", "{mem}", str(_PAGES), "{disk}/child-file"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        covers=("child memcgs created and removed inside the scope",),
+        min_charges=_PAGES,
+        reason="a task in a child memcg charges the child (mm/memcontrol.c charge_memcg() uses "
+               "the task's own memcg); usage is hierarchical (page_counter_try_charge() walks to "
+               "the root), so the scope's usage includes the child's",
+    ),
+    Case(
+        name="move-out",
+        argv=("{wl}/move-out.sh", "{outside}", "{mem}", str(_PAGES)),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        needs=("outside",),
+        covers=("a task that moves itself into a cgroup created outside the scope",),
+        moved_out=1,
+        reason="after the move (cgroup.procs) new charges go to the new memcg; with "
+               "move_charge_at_immigrate 0 (v1) or on v2 nothing moves back or forth",
+    ),
+    Case(
+        name="outlive",
+        argv=("sh", "-c", "{mem} linger 4096 3 & exit 0"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        covers=("a task that outlives the main command",),
+        min_charges=4096,
+        reason="the background task stays in the scope's memcg after the shell exits; its "
+               "charges are freed only when it exits 3 s later",
+    ),
+    Case(
+        name="limit-reclaim",
+        argv=("{wl}/limit.sh", "16M", "{mem}", "file", "{disk}/big", "96", "delete"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        covers=("memory limit with reclaim",),
+        min_charges=4096,
+        reason="96 MiB of page cache under a 16 MiB limit: try_charge_memcg() reclaims the "
+               "memcg's own clean page cache (mm/vmscan.c try_to_free_mem_cgroup_pages()), "
+               "each reclaimed folio uncharged at __remove_mapping()",
+    ),
+    Case(
+        name="limit-oom",
+        argv=("{wl}/limit.sh", "16M", "{mem}", "hog", "128"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        exit_status=128 + 9,
+        oom_kills=1,
+        covers=("memory limit with an OOM kill",),
+        min_charges=4096,
+        reason="anon cannot be reclaimed without swap: at the limit mem_cgroup_out_of_memory() "
+               "kills the task (SIGKILL); its memory is freed by the OOM reaper / exit_mmap()",
+    ),
+    Case(
+        name="many-files",
+        argv=("{mem}", "files", "{disk}/many", "20000"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        held=(Held("kernel memory", 1, "inodes and dentries of files that still exist are "
+                   "__GFP_ACCOUNT slab objects charged to the memcg (fs/inode.c, fs/dcache.c)"),),
+        covers=("many files (kmem)",),
+        min_charges=20000,
+        reason="each created file allocates an accounted inode and dentry (SLAB_ACCOUNT caches) "
+               "and a page-cache folio for its byte; they outlive the task",
+    ),
+    Case(
+        name="swap-out-in",
+        argv=("{wl}/limit.sh", "32M", "{mem}", "swap", "96"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        needs=("swap",),
+        covers=("swap out and in",),
+        min_charges=3 * 8192,
+        reason="above the limit reclaim swaps anon out (v1: the charge moves to the memsw "
+               "counter, mm/memcontrol-v1.c memcg1_swapout(); v2 keeps it in swap.current); "
+               "reading back charges each page again at swap-in "
+               "(mm/memcontrol.c mem_cgroup_swapin_charge_folio())",
+    ),
+)
+
+
+def case(name: str) -> Case:
+    for c in CASES:
+        if c.name == name:
+            return c
+    raise KeyError(name)

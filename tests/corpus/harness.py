@@ -1,0 +1,239 @@
+"""Record and replay the corpus's cases, and compare with what the case table says.
+
+Scope: builds ``workloads/mem.c``, provides what a case needs (disk and tmpfs
+folders, a memory cgroup outside the scope, a swap device), runs
+``chargetrace record -- CMD`` and ``chargetrace replay --json`` through the
+real CLI, and lists every difference between the outcome and the case's
+expectations (:func:`check`). Used by the live test and by the table command
+(``python -m tests.corpus.table``). Limits: root, BCC and gcc are required
+(the live tests skip without them); a case whose need cannot be provided is
+skipped with the reason (:class:`Unavailable`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cases import Case
+
+__all__ = ["Corpus", "Outcome", "Unavailable", "cgroup_version", "check", "held_pages", "EXIT_CODES"]
+
+HERE = Path(__file__).parent
+WORKLOADS = HERE / "workloads"
+#: replay's exit code per verdict (README "Exit codes")
+EXIT_CODES = {"balanced": 0, "violations": 1, "inconclusive": 3, "unchecked": 4}
+_SWAPFILE_ENV = "CHARGETRACE_CORPUS_SWAPFILE"
+
+
+class Unavailable(Exception):
+    """A case's need cannot be met on this machine (the message says why)."""
+
+
+def cgroup_version() -> int:
+    """1 when the memory controller is on the v1 hierarchy, else 2."""
+    return 1 if Path("/sys/fs/cgroup/memory/memory.usage_in_bytes").exists() else 2
+
+
+def _is_tmpfs(path: Path) -> bool:
+    best, fstype = "", ""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        parts = line.split()
+        mnt = parts[1]
+        if (str(path) == mnt or str(path).startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, fstype = mnt, parts[2]
+    return fstype in ("tmpfs", "ramfs")
+
+
+@dataclass
+class Outcome:
+    case: Case
+    record_rc: int
+    record_stderr: str
+    trace: Path
+    meta: dict[str, Any]
+    report: dict[str, Any]
+    replay_rc: int
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return int(self.report.get("events", 0))
+
+    @property
+    def checked(self) -> dict[str, int]:
+        return {r["rule"]: int(r["checked"]) for r in self.report.get("rules", []) if r.get("checked")}
+
+
+def held_pages(report: dict[str, Any]) -> dict[str, int]:
+    """Pages the replay reports as legitimately still charged, by holder."""
+    out: dict[str, int] = {}
+    for h in report.get("held", []) or []:
+        holder = str(h.get("holder") or h.get("by") or h.get("what") or "")
+        out[holder] = out.get(holder, 0) + int(h.get("pages", 0))
+    return out
+
+
+def _attached_kinds(meta: dict[str, Any]) -> set[str]:
+    return {str(p.get("kind") or p.get("event")) for p in meta.get("probes", []) if p.get("probe")}
+
+
+def check(case: Case, o: Outcome) -> list[str]:
+    """Every way the outcome differs from the case's expectations (empty: as expected)."""
+    problems = []
+    rep, scope = o.report, o.meta.get("scope", {})
+    if o.record_rc != case.exit_status:
+        problems.append(f"record exited {o.record_rc}, expected the command's status {case.exit_status}"
+                        f" ({o.record_stderr.strip().splitlines()[-1:] or ''})")
+    if scope.get("exit_status", case.exit_status) != case.exit_status:
+        problems.append(f"scope.exit_status {scope.get('exit_status')}, expected {case.exit_status}")
+    if case.oom_kills is not None and scope.get("oom_kills") not in (None, case.oom_kills):
+        problems.append(f"scope.oom_kills {scope.get('oom_kills')}, expected {case.oom_kills}")
+    if not rep:
+        return problems + ["replay printed no JSON report"]
+    verdict = rep.get("verdict")
+    if verdict != case.verdict:
+        found = [f"{v['rule']}: {v['message']}" for v in rep.get("violations", []) + rep.get("inconclusive", [])]
+        problems.append(f"verdict {verdict}, expected {case.verdict}; " + "; ".join(found[:4]))
+    if o.replay_rc != EXIT_CODES.get(case.verdict, -1):
+        problems.append(f"replay exited {o.replay_rc} for expected verdict {case.verdict}")
+    required = list(case.rules)
+    kinds = _attached_kinds(o.meta)
+    if {"charge", "uncharge"} <= kinds:
+        required += case.folio_rules
+    checked = o.checked
+    for rule in required:
+        if checked.get(rule, 0) <= 0:
+            problems.append(f"rule {rule} checked nothing")
+    memcgs = rep.get("memcgs", [])
+    seen = max(sum(int(m.get("charged") or 0) for m in memcgs), sum(int(m.get("pgpgin") or 0) for m in memcgs))
+    if seen < case.min_charges:
+        problems.append(f"only {seen} charges seen in the scope's memcgs, the workload made >= {case.min_charges}")
+    moved = scope.get("moved_out")
+    if moved is None:
+        problems.append("metadata has no scope.moved_out")
+    elif len(moved) != case.moved_out:
+        problems.append(f"scope.moved_out lists {len(moved)} task(s), expected {case.moved_out}: {moved}")
+    if scope.get("tasks_left"):
+        problems.append(f"tasks still in the scope when the recording ended: {scope['tasks_left']}")
+    if not scope.get("exited"):
+        problems.append("scope.exited is false")
+    held = held_pages(rep)
+    for h in case.held:
+        got = sum(p for holder, p in held.items() if h.holder in holder)
+        if got < h.min_pages:
+            problems.append(f"expected >= {h.min_pages} pages reported held by {h.holder}, got {got} ({held})")
+    return problems
+
+
+class Corpus:
+    """Builds the workloads once and runs cases in a private working folder."""
+
+    def __init__(self, workdir: Path, *, python: str = sys.executable) -> None:
+        self.workdir = workdir
+        self.python = python
+        self.version = cgroup_version()
+        self.mem = workdir / "mem"
+        subprocess.run(["gcc", "-O2", "-static", "-pthread", "-o", str(self.mem), str(WORKLOADS / "mem.c")],
+                       check=True)
+
+    # -- what cases need ------------------------------------------------------------
+    def _disk_dir(self) -> Path:
+        for base in (Path("/var/tmp"), Path(tempfile.gettempdir()), self.workdir):
+            if base.is_dir() and not _is_tmpfs(base):
+                return Path(tempfile.mkdtemp(prefix="chargetrace-corpus-", dir=base))
+        raise Unavailable("no disk file system for page-cache cases (every candidate folder is tmpfs)")
+
+    def _tmpfs_dir(self) -> Path:
+        shm = Path("/dev/shm")
+        if not (shm.is_dir() and _is_tmpfs(shm)):
+            raise Unavailable("/dev/shm is not a tmpfs")
+        return Path(tempfile.mkdtemp(prefix="chargetrace-corpus-", dir=shm))
+
+    def _outside_cgroup(self) -> Path:
+        root = Path("/sys/fs/cgroup/memory") if self.version == 1 else Path("/sys/fs/cgroup")
+        path = root / f"chargetrace-corpus-outside-{os.getpid()}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def _swap(self, cleanup: list) -> None:
+        if len(Path("/proc/swaps").read_text().splitlines()) > 1:
+            return
+        if os.environ.get(_SWAPFILE_ENV) != "1":
+            raise Unavailable(f"no swap device (set {_SWAPFILE_ENV}=1 to let the corpus add a 256 MiB swap "
+                              "file for this case; the lab guest has swap)")
+        swapfile = self._disk_dir() / "swapfile"
+        subprocess.run(["dd", "if=/dev/zero", f"of={swapfile}", "bs=1M", "count=256", "status=none"], check=True)
+        swapfile.chmod(0o600)
+        subprocess.run(["mkswap", "-q", str(swapfile)], check=True)
+        subprocess.run(["swapon", "-p", "-2", str(swapfile)], check=True)
+        cleanup.append(lambda: subprocess.run(["swapoff", str(swapfile)], check=False))
+
+    # -- one case -------------------------------------------------------------------
+    def run(self, case: Case, out: Path) -> Outcome:
+        """Record and replay ``case``; the trace is written to ``out``."""
+        if self.version not in case.only:
+            raise Unavailable(f"runs on cgroup v{'/v'.join(map(str, case.only))} only")
+        cleanup: list = []
+        try:
+            subst = {"mem": str(self.mem), "wl": str(WORKLOADS), "disk": "", "tmpfs": "", "outside": ""}
+            joined = " ".join(case.argv)
+            for key, make in (("disk", self._disk_dir), ("tmpfs", self._tmpfs_dir)):
+                if "{" + key + "}" in joined:
+                    d = make()
+                    subst[key] = str(d)
+                    cleanup.append(lambda d=d: shutil.rmtree(d, ignore_errors=True))
+            if "outside" in case.needs:
+                o = self._outside_cgroup()
+                subst["outside"] = str(o)
+                cleanup.append(lambda o=o: _rmdir_cgroup(o))
+            if "swap" in case.needs:
+                self._swap(cleanup)
+            argv = [a.format(**subst) for a in case.argv]
+            t0 = time.monotonic()
+            rec = subprocess.run([self.python, "-m", "chargetrace.cli", "record", "--quiet", "-o", str(out), "--",
+                                  *argv], capture_output=True, text=True, timeout=case.timeout)
+            rep = subprocess.run([self.python, "-m", "chargetrace.cli", "replay", "--json", str(out)],
+                                 capture_output=True, text=True, timeout=case.timeout)
+            seconds = time.monotonic() - t0
+        finally:
+            for fn in reversed(cleanup):
+                fn()
+        meta = _meta(out) if out.exists() else {}
+        try:
+            report = json.loads(rep.stdout)
+        except ValueError:
+            report = {}
+        o = Outcome(case, rec.returncode, rec.stderr, out, meta, report, rep.returncode, seconds)
+        if not out.exists():
+            o.problems = [f"no trace: record exited {rec.returncode}: {rec.stderr.strip()[-300:]}"]
+        else:
+            o.problems = check(case, o)
+        return o
+
+
+def _meta(trace: Path) -> dict[str, Any]:
+    from chargetrace.traces import read_trace
+
+    return json.loads(read_trace(trace).meta.to_json())
+
+
+def _rmdir_cgroup(path: Path) -> None:
+    # the workload has exited; the kernel may need a moment to let the last task go
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
