@@ -12,8 +12,11 @@ say no.
 
 Limits: one variant per logical event; fentry variants exist only for the
 6.9+ function names (older eras use kprobes, whose symbol is picked at attach
-time); ``device_fault`` uses the test_hmm driver's ``dmirror_devmem_fault`` or
-else ``do_swap_page`` (which also sees ordinary swap-ins).
+time); ``device_fault`` uses a device-private driver's ``migrate_to_ram``
+callback (test_hmm, nouveau, amdkfd) and nothing else: ``do_swap_page`` also
+runs for every ordinary swap-in, so with no such driver loaded the event has
+no probe and ``probes`` says why. Results are cached per kernel build by
+:mod:`.probecache`.
 """
 
 from __future__ import annotations
@@ -142,6 +145,25 @@ def _kprobe(sym: str, define: str, entry: str | None, ret: str | None, **kw: Any
     return Variant("kprobe", define, probe, attach=tuple(attach), precheck=pre, reads_structs=True, **kw)
 
 
+def _hugetlb_commit() -> Variant:
+    """mem_cgroup_hugetlb_try_charge + mem_cgroup_commit_charge (6.7-6.12):
+    the commit is a hugetlb charge only after this thread's successful
+    try_charge (charge_memcg() commits too); both symbols must exist."""
+    syms = ("mem_cgroup_hugetlb_try_charge", "mem_cgroup_commit_charge")
+
+    def pre(k: KernelInfo) -> str | None:
+        for s in syms:
+            if not k.has_symbol(s):
+                return f"kprobe: no symbol {s}"
+        return None if k.can_read_folios else "kprobe: struct offsets unknown (no BTF, no headers)"
+
+    return Variant("kprobe", "CT_KP_HUGETLB_COMMIT", "kretprobe:mem_cgroup_commit_charge", attach=(
+        ("kretprobe", syms[0], "ct_kret_htlb_try"),
+        ("kprobe", syms[1], "ct_kp_htlb_commit"),
+        ("kretprobe", syms[1], "ct_kret_htlb_commit"),
+    ), precheck=pre, reads_structs=True)
+
+
 def _nargs(event: str, define: str) -> Callable[[KernelInfo], list[str]]:
     def flags(k: KernelInfo) -> list[str]:
         n = k.raw_tp_nargs(event)
@@ -171,10 +193,15 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
         _fentry("handle_mm_fault", "CT_FE_FAULT"),
         _kprobe("handle_mm_fault", "CT_KP_FAULT", "ct_kp_fault", None),
     )),
+    # Only migrate_to_ram callbacks: do_swap_page() calls them in its
+    # is_device_private_entry() branch alone (mm/memory.c), so a row is a
+    # device-private fault by construction.
     LogicalEvent("device_fault", "device_fault", (
         _kprobe("dmirror_devmem_fault", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
-        _kprobe("do_swap_page", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
-    )),
+        _kprobe("nouveau_dmem_migrate_to_ram", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
+        _kprobe("svm_migrate_to_ram", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
+    ), note="needs a device-private driver loaded (test_hmm, nouveau, amdkfd); do_swap_page is not used: "
+            "it also runs for ordinary swap-ins"),
     LogicalEvent("migrate_setup", "migrate_setup", (
         _kprobe("migrate_vma_setup", "CT_KP_MVMA_SETUP", "ct_kp_mvma_setup", "ct_kret_mvma_setup",
                 item_names=((0, "migrate_vma_setup"),)),
@@ -211,6 +238,17 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
         _kprobe("__mem_cgroup_charge", "CT_KP_CHARGE", "ct_kp_charge", "ct_kret_charge"),  # 5.15+
         _kprobe("mem_cgroup_charge", "CT_KP_CHARGE", "ct_kp_charge", "ct_kret_charge"),  # 5.8-5.14
     )),
+    # Swap-in charges the swap-cache folio outside __mem_cgroup_charge.
+    LogicalEvent("swapin_charge", "charge", (
+        _kprobe("mem_cgroup_swapin_charge_folio", "CT_KP_SWAPIN", "ct_kp_swapin", "ct_kret_swapin"),
+        _kprobe("mem_cgroup_swapin_charge_page", "CT_KP_SWAPIN", "ct_kp_swapin", "ct_kret_swapin"),  # 5.11+
+    )),
+    # hugetlb folios are charged to a memcg from 6.7 (8cba9576df60), v2 with
+    # memory_hugetlb_accounting only.
+    LogicalEvent("hugetlb_charge", "charge", (
+        _kprobe("mem_cgroup_charge_hugetlb", "CT_KP_HUGETLB", "ct_kp_hugetlb", "ct_kret_hugetlb"),
+        _hugetlb_commit(),  # 6.7-6.12
+    ), note="hugetlb memory is charged only from 6.7"),
     LogicalEvent("uncharge", "uncharge", (
         _fentry("__mem_cgroup_uncharge", "CT_FE_UNCHARGE"),
         _kprobe("__mem_cgroup_uncharge", "CT_KP_UNCHARGE", "ct_kp_uncharge", None),  # 5.15+
@@ -291,7 +329,9 @@ class Choice:
         # events, e.g. memcg_events/memcg_state, emit one kind).
         if self.variant is not None:
             return {"event": self.event, "kind": self.kind, "probe": self.variant.probe, "how": self.variant.how}
-        return {"event": self.event, "kind": self.kind, "probe": None, "how": None, "reason": "; ".join(self.reasons)}
+        note = next((e.note for e in CATALOGUE if e.name == self.event and e.note), "")
+        reason = "; ".join(self.reasons + ([f"note: {note}"] if note else []))
+        return {"event": self.event, "kind": self.kind, "probe": None, "how": None, "reason": reason}
 
 
 @contextlib.contextmanager
