@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Held", "Case", "CASES", "COUNTER_RULES", "FOLIO_RULES", "case"]
+__all__ = ["Held", "Case", "CASES", "COUNTER_RULES", "FOLIO_RULES", "CHARGE_RULES", "case"]
 
 #: Rules that check the memcg tracepoints' counters and the usage samples:
 #: every kernel the recorder supports has them (this machine's 6.18 has nothing else:
@@ -27,6 +27,9 @@ __all__ = ["Held", "Case", "CASES", "COUNTER_RULES", "FOLIO_RULES", "case"]
 COUNTER_RULES = ("R3.pgpg", "R3.usage")
 #: Rules that need folio-level charge/uncharge probes (kprobes or fentry: the lab guest).
 FOLIO_RULES = ("R1", "R3")
+#: The rules that check each charge (v1 PGPGIN events, or folio charges): the one that
+#: checked most must have checked at least ``Case.min_charges``.
+CHARGE_RULES = ("R3.pgpg", "R1", "R3")
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,17 @@ class Case:
     folio_rules: tuple[str, ...] = FOLIO_RULES  # must check > 0 where folio probes attached
     exit_status: int = 0
     oom_kills: int | None = 0  # None: not checked
-    #: at least this many charges (folio charges, or v1 PGPGIN events) seen in the scope's memcgs:
-    #: what the workload itself charged inside the scope, so a "balanced" is not about nothing
+    #: at least this many charges (v1 PGPGIN events, or folio charges) checked by a CHARGE_RULES
+    #: rule: what the workload itself charged in the scope, so "balanced" is not about nothing
     min_charges: int = 0
-    #: tasks expected in scope.moved_out (moved to a memcg outside the scope)
+    #: tasks expected in scope.moved_out (moved to a memcg outside the scope), and whether
+    #: the recorder followed them (False: their charges were not seen)
     moved_out: int = 0
+    followed: bool = True
+    #: memcgs expected in scope.memcgs: the scope's own plus those made by its tasks
+    scope_memcgs: int = 1
+    #: tasks expected in scope.tasks_left (still running when the recorder's exit wait ended)
+    tasks_left: int = 0
     needs: tuple[str, ...] = ()  # "swap", "outside"
     only: tuple[int, ...] = (1, 2)  # cgroup versions the case runs on
     #: non-empty: the replay is known wrong here (strict xfail); says which branch must fix what
@@ -181,6 +190,7 @@ CASES: tuple[Case, ...] = (
         rules=COUNTER_RULES + ("R13.anon",),
         covers=("child memcgs created and removed inside the scope",),
         min_charges=_PAGES,
+        scope_memcgs=2,
         reason="a task in a child memcg charges the child (mm/memcontrol.c charge_memcg() uses "
                "the task's own memcg); usage is hierarchical (page_counter_try_charge() walks to "
                "the root), so the scope's usage includes the child's",
@@ -193,18 +203,43 @@ CASES: tuple[Case, ...] = (
         needs=("outside",),
         covers=("a task that moves itself into a cgroup created outside the scope",),
         moved_out=1,
+        followed=False,
         reason="after the move (cgroup.procs) new charges go to the new memcg; with "
                "move_charge_at_immigrate 0 (v1) or on v2 nothing moves back or forth",
     ),
     Case(
+        name="move-out-new",
+        argv=("{wl}/move-out-new.sh", "{mem}", str(_PAGES)),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        min_charges=_PAGES,
+        scope_memcgs=2,
+        covers=("a task that moves itself into a cgroup created outside the scope",),
+        reason="a scope task makes the cgroup while the recording runs: the recorder adds it to the "
+               "scope (cgroup:cgroup_mkdir) though it lies outside the scope's subtree, follows the "
+               "task into it (cgroup:cgroup_attach_task) and sees its charges there; exit uncharges them",
+    ),
+    Case(
         name="outlive",
-        argv=("sh", "-c", "{mem} linger 4096 3 & exit 0"),
+        argv=("sh", "-c", "{mem} linger 4096 1 & exit 0"),
         verdict="balanced",
         rules=COUNTER_RULES + ("R13.anon",),
         covers=("a task that outlives the main command",),
         min_charges=4096,
         reason="the background task stays in the scope's memcg after the shell exits; its "
-               "charges are freed only when it exits 3 s later",
+               "charges are freed only when it exits 1 s later, within the recorder's exit wait",
+    ),
+    Case(
+        name="outlive-bound",
+        argv=("sh", "-c", "{mem} linger 4096 30 & exit 0"),
+        verdict="balanced",
+        rules=COUNTER_RULES + ("R13.anon",),
+        min_charges=4096,
+        tasks_left=1,
+        covers=("a task that outlives the main command",),
+        reason="the background task still runs when the recorder's exit wait (2 s) ends: it is "
+               "listed in scope.tasks_left and killed so the scope memcg can go; its charges are "
+               "freed by that exit (mm/oom_kill.c is not involved: a plain SIGKILL)",
     ),
     Case(
         name="limit-reclaim",

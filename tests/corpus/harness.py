@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cases import Case
+from .cases import CHARGE_RULES, Case
 
 __all__ = ["Corpus", "Outcome", "Unavailable", "cgroup_version", "check", "held_pages", "EXIT_CODES"]
 
@@ -114,19 +114,25 @@ def check(case: Case, o: Outcome) -> list[str]:
     for rule in required:
         if checked.get(rule, 0) <= 0:
             problems.append(f"rule {rule} checked nothing")
-    memcgs = rep.get("memcgs", [])
-    seen = max(sum(int(m.get("charged") or 0) for m in memcgs), sum(int(m.get("pgpgin") or 0) for m in memcgs))
-    if seen < case.min_charges:
-        problems.append(f"only {seen} charges seen in the scope's memcgs, the workload made >= {case.min_charges}")
+    most = max((checked.get(r, 0) for r in CHARGE_RULES), default=0)
+    if most < case.min_charges:
+        problems.append(f"the charge rules ({', '.join(CHARGE_RULES)}) checked at most {most} events; "
+                        f"the workload charged >= {case.min_charges} in the scope")
     moved = scope.get("moved_out")
     if moved is None:
         problems.append("metadata has no scope.moved_out")
-    elif len(moved) != case.moved_out:
-        problems.append(f"scope.moved_out lists {len(moved)} task(s), expected {case.moved_out}: {moved}")
-    if scope.get("tasks_left"):
-        problems.append(f"tasks still in the scope when the recording ended: {scope['tasks_left']}")
-    if not scope.get("exited"):
-        problems.append("scope.exited is false")
+    elif len(moved) != case.moved_out or any(bool(m.get("followed")) != case.followed for m in moved):
+        problems.append(f"scope.moved_out is {moved}, expected {case.moved_out} task(s) followed={case.followed}")
+    elif moved and not case.followed and not scope.get("unseen_fault_share"):
+        problems.append("a task moved out unfollowed, yet scope.unseen_fault_share is 0")
+    memcgs = scope.get("memcgs") or []
+    if len(memcgs) != case.scope_memcgs:
+        problems.append(f"scope.memcgs has {len(memcgs)} memcg(s), expected {case.scope_memcgs}")
+    left = scope.get("tasks_left")
+    if left is None or len(left) != case.tasks_left:
+        problems.append(f"scope.tasks_left is {left}, expected {case.tasks_left} task(s)")
+    if scope.get("exited") != (case.tasks_left == 0):
+        problems.append(f"scope.exited is {scope.get('exited')}")
     held = held_pages(rep)
     for h in case.held:
         got = sum(p for holder, p in held.items() if h.holder in holder)

@@ -1,13 +1,14 @@
 # Sourced by the corpus's shell workloads: where this shell's memory cgroup is.
-# MEMCG = its directory (cgroup v1 memory hierarchy, or v2 unified), CGV = 1|2.
+# MEMCG = its directory (cgroup v1 memory hierarchy, or v2 unified), CGV = 1|2,
+# MOUNT = the root of that hierarchy.
 # Rows in /proc/self/cgroup: "N:memory:/path" (v1) or "0::/path" (v2).
 memcg_init() {
     rel=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' /proc/self/cgroup)
     if [ -n "$rel" ] && [ -d /sys/fs/cgroup/memory ]; then
-        CGV=1 MEMCG=/sys/fs/cgroup/memory$rel
+        CGV=1 MOUNT=/sys/fs/cgroup/memory MEMCG=/sys/fs/cgroup/memory$rel
     else
         rel=$(sed -n 's/^0::\(.*\)$/\1/p' /proc/self/cgroup)
-        CGV=2 MEMCG=/sys/fs/cgroup$rel
+        CGV=2 MOUNT=/sys/fs/cgroup MEMCG=/sys/fs/cgroup$rel
     fi
     [ -d "$MEMCG" ] || { echo "lib.sh: no memory cgroup directory for this shell" >&2; exit 1; }
 }
