@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from corpus.cases import CASES, FOLIO_RULES
-from corpus.harness import EXIT_CODES, WORKLOADS
+from corpus.harness import EXIT_CODES, HOLDERS, WORKLOADS
 
 #: issue 7, item 5: what the corpus must cover
 TOPICS = (
@@ -31,7 +31,7 @@ def test_every_case_is_complete() -> None:
         assert c.verdict in EXIT_CODES, c.name
         assert c.rules and c.reason and c.covers, c.name
         assert set(FOLIO_RULES) >= set(c.folio_rules)
-        assert all(h.holder and h.min_pages > 0 and h.why for h in c.held), c.name
+        assert all(set(h.holder.split("+")) <= set(HOLDERS) and h.min_pages > 0 and h.why for h in c.held), c.name
         assert set(c.needs) <= {"swap", "outside"}, c.name
         assert c.only and set(c.only) <= {1, 2}, c.name
         for arg in c.argv:

@@ -36,8 +36,10 @@ CHARGE_RULES = ("R3.pgpg", "R1", "R3")
 class Held:
     """A charge the kernel legitimately keeps after the scope's tasks are gone."""
 
-    holder: str  # "page cache", "shmem", "kernel memory": a word the replay's explanation must contain
-    min_pages: int  # at least this many pages reported held by it
+    #: replay --json "held" column(s): anon, file (page cache), shmem (tmpfs, memfd), kmem,
+    #: sock; "a+b" = their sum
+    holder: str
+    min_pages: int  # at least this many pages reported held by it (rows with verdict "held")
     why: str
 
 
@@ -269,8 +271,9 @@ CASES: tuple[Case, ...] = (
         argv=("{mem}", "files", "{disk}/many", "20000"),
         verdict="balanced",
         rules=COUNTER_RULES,
-        held=(Held("kernel memory", 1, "inodes and dentries of files that still exist are "
-                   "__GFP_ACCOUNT slab objects charged to the memcg (fs/inode.c, fs/dcache.c)"),),
+        held=(Held("kmem+file", 1, "inodes and dentries of files that still exist are accounted "
+                   "slab objects (fs/inode.c, fs/dcache.c); the settle's reclaim shrinks most of them "
+                   "with their page cache, not all"),),
         covers=("many files (kmem)",),
         min_charges=20000,
         reason="each created file allocates an accounted inode and dentry (SLAB_ACCOUNT caches) "

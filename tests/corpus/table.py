@@ -21,7 +21,7 @@ from .harness import Corpus, Outcome, Unavailable, held_pages
 
 def _row(o: Outcome) -> list[str]:
     rules = ", ".join(f"{r} {n:,}" for r, n in sorted(o.checked.items()))
-    held = ", ".join(f"{h} {p:,} p" for h, p in held_pages(o.report).items()) or "none"
+    held = ", ".join(f"{h} {p:,} pages" for h, p in held_pages(o.report).items()) or "none"
     verdict = o.report.get("verdict", "?")
     if verdict != o.case.verdict:
         verdict += f" (expected {o.case.verdict})"
