@@ -28,7 +28,6 @@ one closed at least every ~2 s); its command dies with it
 
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import os
 import shutil
@@ -36,35 +35,25 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from chargetrace.traces import ChargetraceError, Scope, TraceMeta, TraceWriter
 
-from .bccload import load_bcc
-from .btf import load_vmlinux_btf
-from .catalogue import (
-    CATALOGUE,
-    MAIN_SOURCE,
-    Choice,
-    attach_kprobes,
-    capture_stderr,
-    choose_probes,
-    compile_cflags,
-    item_tables,
-)
 from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid, remove_stale_children
+from .command import shell_status, spawn_in
+from .config import RecordConfig, RecordResult, probe_table, require_root, setup_kernel
 from .decode import EVENT_SIZE
 from .diskwriter import DiskWriter
+from .kernel import detect_era
 from .probecache import cached_choose, forget
+from .program import Program
 from .scope import ScopeTracker
-from .headers import ensure_tracefs, resolve_headers
-from .kernel import KernelInfo, detect_era
 from .transport import Transport, ringbuf_pages
+
+_setup_kernel = setup_kernel  # tests and older callers
 
 __all__ = ["RecordConfig", "Recording", "RecordResult", "probe_table", "VERSION"]
 
@@ -81,95 +70,8 @@ _FLUSH_SECONDS = 1.0
 _RESCAN_SECONDS = 0.2
 
 
-@dataclass
-class RecordConfig:
-    """What ``chargetrace record`` was asked to do."""
-
-    output: Path
-    command: list[str] = field(default_factory=list)
-    pid: int | None = None
-    cgroup: str | None = None
-    duration: float | None = None
-    ringbuf_mb: float = 32.0
-    #: ``auto`` (ring buffer, else perf), ``ringbuf`` or ``perf``.
-    transport: str = "auto"
-    poll_ms: float = 10.0
-    #: Print a status line on stderr.
-    status: bool = True
-    #: Seconds to keep recording after the command exits, before settling.
-    settle_wait: float = 0.2
-    #: Seconds to wait, after the main command exits, for the rest of the
-    #: scope's tasks to go (then they are listed in scope.tasks_left).
-    exit_wait: float = 2.0
-    #: Restrict to these logical events (names in tracer/catalogue.py).
-    events: set[str] | None = None
-    #: Attach kinds not to use (exercises the fallbacks, e.g. raw_tp).
-    skip_how: frozenset[str] = frozenset()
-    #: Command line to store as provenance (the CLI passes sys.argv).
-    argv: list[str] = field(default_factory=list)
-
-    def validate(self) -> None:
-        """Usage errors, before anything is set up."""
-        known = {e.name for e in CATALOGUE}
-        unknown = sorted((self.events or set()) - known)
-        if unknown:
-            raise ChargetraceError(f"--events: unknown event {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        if self.exit_wait < 0 or (self.duration is not None and self.duration <= 0):
-            raise ChargetraceError("--duration and --exit-wait must be positive")
-        _ = self.scope_kind
-
-    @property
-    def scope_kind(self) -> str:
-        given = [k for k, v in (("command", self.command), ("pid", self.pid), ("cgroup", self.cgroup)) if v]
-        if len(given) > 1:
-            raise ChargetraceError(f"choose one scope, not {' and '.join(given)}")
-        return given[0] if given else "system"
-
-
-@dataclass
-class RecordResult:
-    path: Path
-    events: int
-    drops: int
-    exit_status: int | None
-    meta: TraceMeta
-
-
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _setup_kernel() -> tuple[Any, KernelInfo]:
-    bcc = load_bcc()
-    tracefs = ensure_tracefs()
-    btf = load_vmlinux_btf()
-    headers = resolve_headers(btf)
-    headers.apply()
-    return bcc, KernelInfo(os.uname().release, btf, headers, tracefs)
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise ChargetraceError("recording needs root (BPF, tracefs, memory cgroups); run it with sudo")
-
-
-def probe_table(events: set[str] | None = None) -> tuple[KernelInfo, list[Choice]]:
-    """Trial-attach the catalogue on the running kernel (``chargetrace probes``)."""
-    _require_root()
-    bcc, kernel = _setup_kernel()
-    return kernel, choose_probes(bcc, kernel, events)
-
-
-def _shell_status(returncode: int) -> int:
-    """Popen's returncode as a shell reports it: 128+N for signal N."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG(SIGKILL): a recorder killed with SIGKILL must not leave
-    # the traced command running unobserved in a cgroup nobody removes.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 class Recording:
@@ -180,6 +82,7 @@ class Recording:
         self.stream = stream or sys.stderr
         self._stop_reason = ""
         self._bpf: Any = None
+        self._program: Program | None = None
         self._cgroup: Memcg | None = None
         self._created_cgroup = False
         self._scope: ScopeTracker | None = None
@@ -187,8 +90,6 @@ class Recording:
         self._writer: TraceWriter | None = None
         self._disk: DiskWriter | None = None
         self._transport: Transport | None = None
-        self._tables: dict[int, dict[int, str]] = {}
-        self._probe_names: dict[int, str] = {}
         self._drops_per_cpu: dict[str, int] = {}
         self._last_decode = time.monotonic()
         self._discard = False
@@ -241,10 +142,10 @@ class Recording:
         cfg = self.config
         cfg.validate()
         scope_kind = cfg.scope_kind
-        _require_root()
+        require_root()
         if scope_kind == "command" and not shutil.which(cfg.command[0]):
             raise ChargetraceError(f"{cfg.command[0]}: command not found")
-        bcc, kernel = _setup_kernel()
+        bcc, kernel = setup_kernel()
         self._bcc, self._kernel = bcc, kernel
         era = detect_era(kernel)
         self._say("choosing probes (compile + load trials; cached per kernel build) ...")
@@ -274,8 +175,9 @@ class Recording:
             scope.memcg = self._cgroup.id
 
         self._say("compiling the recorder and attaching its probes ...")
+        self._program = Program(bcc, kernel)
         try:
-            perf = self._load(choices, scope_kind)
+            perf = self._program.load(choices, scope_kind, cfg.ringbuf_mb, cfg.transport)
         except ChargetraceError:
             if not cached:
                 raise
@@ -283,7 +185,8 @@ class Recording:
             # a way the key does not see): try the probes again, once.
             forget(key)
             choices, key, cached = cached_choose(bcc, kernel, cfg.events, cfg.skip_how)
-            perf = self._load(choices, scope_kind)
+            perf = self._program.load(choices, scope_kind, cfg.ringbuf_mb, cfg.transport)
+        self._bpf = self._program.bpf
         self._check_interrupted()
         if scope_kind != "system":
             self._scope = ScopeTracker(self._bpf, self._cgroup, fresh=scope.fresh)
@@ -314,110 +217,21 @@ class Recording:
                 "bcc": getattr(bcc, "__version__", ""),
                 "date": datetime.now(timezone.utc).date().isoformat(),
                 "probe_trials": "cached" if cached else "run",
-                "scope_follow": self._follow_probes(),
+                "scope_follow": self._program.follow_probes(),
             },
         )
         self._writer = TraceWriter(cfg.output, self.meta)
-        self._disk = DiskWriter(self._writer, self._probe_names, self._tables)
+        self._disk = DiskWriter(self._writer, self._program.probe_names, self._program.tables)
         self._check_interrupted()
-        self._arm()
+        self.meta.armed_ns = self._program.arm()
         self._sample("start")
         self._check_interrupted()
         if scope_kind == "command":
             self._spawn()
 
-    def _follow_probes(self) -> dict[str, str]:
-        have = {n: self._kernel.tracepoint_exists("cgroup", n) for n in ("cgroup_mkdir", "cgroup_attach_task")}
-        return {n: (f"tp:cgroup:{n}" if ok else "none: no such tracepoint (tree rescans only)") for n, ok in have.items()}
-
-    def _load(self, choices: list[Choice], scope_kind: str) -> bool:
-        """Compile the final program and attach its kprobes; True = perf buffer."""
-        cfg = self.config
-        chosen = [c.variant for c in choices if c.variant is not None]
-        if not chosen:
-            raise ChargetraceError("no probe attaches on this kernel; see `chargetrace probes`")
-        self._probe_names = {v.pid: v.probe for v in chosen}
-        self._tables = item_tables(self._kernel)
-        extra = [f"-DCT_RB_PAGES={ringbuf_pages(cfg.ringbuf_mb)}"]
-        if scope_kind == "system":
-            extra.append("-DCT_SCOPE_ALL=1")
-        else:
-            # cgroup tracepoints (v4.13): follow memcgs and moves (scope.py).
-            for name, define in (("cgroup_mkdir", "CT_TP_CGMKDIR"), ("cgroup_attach_task", "CT_TP_CGATTACH")):
-                if self._kernel.tracepoint_exists("cgroup", name):
-                    extra.append(f"-D{define}=1")
-        if self._bpf is not None:
-            with capture_stderr():
-                self._bpf.cleanup()
-            self._bpf = None
-        perf = cfg.transport == "perf"
-        self._bpf = self._compile(chosen, extra, perf)
-        if self._bpf is None and cfg.transport == "auto":
-            perf = True
-            self._bpf = self._compile(chosen, extra, perf)
-        if self._bpf is None:
-            raise ChargetraceError(f"the recorder's BPF program does not load: {self._compile_error}")
-        for v in chosen:
-            if v.attach:
-                with capture_stderr():
-                    try:
-                        attach_kprobes(self._bpf, self._bcc, v)
-                    except Exception as exc:
-                        raise ChargetraceError(f"{v.probe}: attach failed after a good trial ({exc})") from None
-        return perf
-
-    def _arm(self) -> None:
-        """Let events through: the clock is read first, so every row's ts_ns
-        (bpf_ktime_get_ns, CLOCK_MONOTONIC) is >= armed_ns."""
-        self.meta.armed_ns = time.monotonic_ns()
-        self._bpf[b"armed"][ctypes.c_int(0)] = ctypes.c_uint(1)
-
-    _compile_error = ""
-
-    def _compile(self, chosen: list[Any], extra: list[str], perf: bool) -> Any:
-        flags = compile_cflags(self._kernel, chosen, extra + (["-DCT_PERF=1"] if perf else []))
-        with capture_stderr() as lines:
-            try:
-                return self._bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags)
-            except Exception as exc:
-                err = exc
-        self._compile_error = next((ln for ln in lines if "error" in ln), str(err).splitlines()[0])
-        return None
-
     def _spawn(self) -> None:
-        """Start the command stopped on a FIFO, move it into the scope memcg
-        and the tgid set, then let it exec. The trampoline shell does almost
-        nothing after the move, so the scope sees the command from its exec.
-        (A FIFO rather than an inherited pipe: dash cannot redirect fds >= 10
-        and the recorder holds many BPF fds; nothing leaks into the command.)"""
         assert self._cgroup is not None and self._scope is not None
-        tmpdir = tempfile.mkdtemp(prefix="chargetrace-")
-        fifo = os.path.join(tmpdir, "go")
-        os.mkfifo(fifo, 0o600)
-        trampoline = 'f=$1; shift; read _ < "$f" || exit 125; exec "$@"'
-        try:
-            try:
-                self._proc = subprocess.Popen(
-                    ["/bin/sh", "-c", trampoline, "sh", fifo, *self.config.command],
-                    preexec_fn=_die_with_parent,
-                )
-            except OSError as exc:
-                raise ChargetraceError(f"{self.config.command[0]}: cannot start ({exc.strerror})") from None
-            self._scope.add_tgid(self._proc.pid)
-            self._cgroup.add_pid(self._proc.pid)
-            # Opening for write succeeds once the shell has opened for read.
-            while True:
-                try:
-                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-                    break
-                except OSError:
-                    if self._proc.poll() is not None:
-                        return
-                    time.sleep(0.001)
-            os.write(fd, b"\n")
-            os.close(fd)
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        self._proc = spawn_in(self.config.command, self._cgroup, self._scope.add_tgid)
 
     # -- main loop ---------------------------------------------------------
     def stop(self, reason: str = "stopped") -> None:
@@ -546,7 +360,7 @@ class Recording:
                 except subprocess.TimeoutExpired:
                     self._proc.kill()
                     self._proc.wait()
-            self.exit_status = scope.exit_status = _shell_status(self._proc.returncode)
+            self.exit_status = scope.exit_status = shell_status(self._proc.returncode)
         if self._scope is not None:
             ended = self._proc is not None or (cfg.pid is not None and not Path(f"/proc/{cfg.pid}").exists())
             wait = cfg.exit_wait if ended else 0.0
@@ -596,9 +410,8 @@ class Recording:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        if self._bpf is not None:
-            with capture_stderr():
-                self._bpf.cleanup()
+        if self._program is not None:
+            self._program.cleanup()
             self._bpf = None
         if self._cgroup is not None and self._created_cgroup:
             if self._scope is not None:
