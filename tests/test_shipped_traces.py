@@ -59,11 +59,10 @@ FAULTS = {
 @pytest.mark.parametrize("path", HMM, ids=lambda p: p.name)
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_faults_injected_in_a_real_trace_are_caught(tmp_path, path, fault):
-    from chargetrace.replay.mutate import _device_free_uncharges, _eligible, _rows
+    from chargetrace.replay.mutate import eligible_events
 
     trace = read_trace(path)
-    rows = _rows(trace.table)
-    eligible = len(_eligible(fault, rows, set(_device_free_uncharges(rows)))[0])
+    eligible = len(eligible_events(trace, fault)[0])
     assert eligible > 0
     for n in (1, eligible // 2, eligible):
         table, meta = mutate(trace, [Mutation(fault, n)])
