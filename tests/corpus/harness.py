@@ -134,6 +134,9 @@ def check(case: Case, o: Outcome) -> list[str]:
         problems.append(f"scope.moved_out is {moved}, expected {case.moved_out} task(s) followed={case.followed}")
     elif moved and not case.followed and not scope.get("unseen_fault_share"):
         problems.append("a task moved out unfollowed, yet scope.unseen_fault_share is 0")
+    unseen = (rep.get("scope") or {}).get("unseen")
+    if bool(unseen) != bool(case.moved_out and not case.followed):
+        problems.append(f"replay's scope.unseen is {unseen!r}")
     memcgs = scope.get("memcgs") or []
     if len(memcgs) != case.scope_memcgs:
         problems.append(f"scope.memcgs has {len(memcgs)} memcg(s), expected {case.scope_memcgs}")

@@ -13,8 +13,8 @@
  *   fork PAGES             touch PAGES, fork; the child writes every page
  *                          (copy-on-write: one new anon folio per page), parent waits
  *   threads N PAGES        N threads, each maps and touches PAGES order-0 pages
- *   files DIR COUNT        create COUNT one-byte files in DIR (inodes, dentries:
- *                          kernel memory charged to the memcg), keep them
+ *   files DIR COUNT [BYTES]  create COUNT files of BYTES (default 1) in DIR (inodes,
+ *                          dentries: kernel memory charged to the memcg), keep them
  *   linger PAGES SECONDS   touch PAGES, then sleep (a task that outlives its parent)
  *   hog MIB                touch MIB of anon, 1 MiB at a time (meets a memory limit)
  *   swap MIB               touch MIB of anon, then read every page again
@@ -172,8 +172,14 @@ static int threads(long n, long pages)
     return 0;
 }
 
-static int files(const char *dir, long count)
+static int files(const char *dir, long count, long bytes)
 {
+    char data[4096];
+    memset(data, 'x', sizeof(data));
+    if (bytes < 0 || bytes > (long)sizeof(data)) {
+        fprintf(stderr, "mem: files: BYTES 0..4096\n");
+        return 1;
+    }
     char path[4096];
     if (mkdir(dir, 0755) && errno != EEXIST)
         die(dir);
@@ -182,7 +188,7 @@ static int files(const char *dir, long count)
         int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
         if (fd < 0)
             die(path);
-        if (write(fd, "x", 1) != 1)
+        if (bytes && write(fd, data, bytes) != bytes)
             die("write");
         close(fd);
     }
@@ -237,8 +243,8 @@ int main(int argc, char **argv)
         return cow(a2);
     if (!strcmp(m, "threads") && argc == 4)
         return threads(a2, a3);
-    if (!strcmp(m, "files") && argc == 4)
-        return files(argv[2], a3);
+    if (!strcmp(m, "files") && (argc == 4 || argc == 5))
+        return files(argv[2], a3, argc == 5 ? atol(argv[4]) : 1);
     if (!strcmp(m, "linger") && argc == 4)
         return linger(a2, a3);
     if (!strcmp(m, "hog") && argc == 3)
