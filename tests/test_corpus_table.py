@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from corpus.cases import CASES, FOLIO_RULES
+from corpus.cases import CASES, FOLIO_RULES, RULE_NEEDS
 from corpus.harness import EXIT_CODES, HOLDERS, WORKLOADS
 
 #: issue 7, item 5: what the corpus must cover
@@ -30,6 +30,7 @@ def test_every_case_is_complete() -> None:
     for c in CASES:
         assert c.verdict in EXIT_CODES, c.name
         assert c.rules and c.reason and c.covers, c.name
+        assert set(c.rules) <= set(RULE_NEEDS), c.name
         assert set(FOLIO_RULES) >= set(c.folio_rules)
         assert all(set(h.holder.split("+")) <= set(HOLDERS) and h.min_pages > 0 and h.why for h in c.held), c.name
         assert set(c.needs) <= {"swap", "outside"}, c.name

@@ -19,12 +19,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Held", "Case", "CASES", "COUNTER_RULES", "FOLIO_RULES", "CHARGE_RULES", "case"]
+__all__ = ["Held", "Case", "CASES", "COUNTER_RULES", "FOLIO_RULES", "CHARGE_RULES", "RULE_NEEDS", "case"]
 
-#: Rules that check the memcg tracepoints' counters and the usage samples:
-#: every kernel the recorder supports has them (this machine's 6.18 has nothing else:
-#: lockdown=integrity refuses the folio-level kprobes and fentry programs).
+#: Rules that check the memcg tracepoints' counters and the usage samples (this
+#: machine's 6.18 has nothing else: lockdown=integrity refuses the folio-level kprobes
+#: and fentry programs).
 COUNTER_RULES = ("R3.pgpg", "R3.usage")
+#: What a trace must have for a rule of ``Case.rules`` to be required: the event kinds
+#: its recording attached, and the cgroup versions whose kernel counts what the rule
+#: reads (PGPGIN/PGPGOUT are v1 events: mm/memcontrol-v1.c memcg1_charge_statistics();
+#: v2's memory.stat has no pgpgin). The usage samples exist in every command recording.
+RULE_NEEDS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "R3.pgpg": (("memcg_stat",), (1,)),
+    "R13.anon": (("memcg_stat",), (1, 2)),
+    "R3.usage": ((), (1, 2)),
+}
 #: Rules that need folio-level charge/uncharge probes (kprobes or fentry: the lab guest).
 FOLIO_RULES = ("R1", "R3")
 #: The rules that check each charge (v1 PGPGIN events, or folio charges): the one that
@@ -48,7 +57,7 @@ class Case:
     name: str
     argv: tuple[str, ...]
     verdict: str  # the true verdict for the kernel: balanced | violations | inconclusive | unchecked
-    rules: tuple[str, ...]  # counter-level rules that must have checked > 0 events
+    rules: tuple[str, ...]  # counter-level rules that must have checked > 0 events (RULE_NEEDS)
     reason: str  # what the kernel does for this workload (file, function, commit)
     covers: tuple[str, ...]  # the item-5 topics this case stands for
     held: tuple[Held, ...] = ()

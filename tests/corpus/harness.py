@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cases import CHARGE_RULES, Case
+from .cases import CHARGE_RULES, RULE_NEEDS, Case
 
 __all__ = ["Corpus", "Outcome", "Unavailable", "cgroup_version", "check", "held_pages", "EXIT_CODES", "HOLDERS"]
 
@@ -63,6 +63,7 @@ class Outcome:
     report: dict[str, Any]
     replay_rc: int
     seconds: float
+    version: int  # cgroup version of the memory controller it ran under
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -115,8 +116,10 @@ def check(case: Case, o: Outcome) -> list[str]:
         problems.append(f"verdict {verdict}, expected {case.verdict}; " + "; ".join(found[:4]))
     if o.replay_rc != EXIT_CODES.get(case.verdict, -1):
         problems.append(f"replay exited {o.replay_rc} for expected verdict {case.verdict}")
-    required = list(case.rules)
     kinds = _attached_kinds(o.meta)
+    version = o.version
+    required = [r for r in case.rules
+                if set(RULE_NEEDS[r][0]) <= kinds and version in RULE_NEEDS[r][1]]
     if {"charge", "uncharge"} <= kinds:
         required += case.folio_rules
     checked = o.checked
@@ -242,7 +245,7 @@ class Corpus:
             report = json.loads(rep.stdout)
         except ValueError:
             report = {}
-        o = Outcome(case, rec.returncode, rec.stderr, out, meta, report, rep.returncode, seconds)
+        o = Outcome(case, rec.returncode, rec.stderr, out, meta, report, rep.returncode, seconds, self.version)
         if not out.exists():
             o.problems = [f"no trace: record exited {rec.returncode}: {rec.stderr.strip()[-300:]}"]
         else:

@@ -36,4 +36,5 @@ def test_corpus_case(case: Case, corpus: Corpus, tmp_path: Path) -> None:
         outcome = corpus.run(case, tmp_path / f"{case.name}.parquet")
     except Unavailable as exc:
         pytest.skip(f"{case.name}: {exc}")
-    assert not outcome.problems, "\n".join([f"{case.name} ({case.reason}):", *outcome.problems])
+    if outcome.problems:
+        pytest.fail("\n".join([f"{case.name} ({case.reason}):", *outcome.problems]), pytrace=False)
