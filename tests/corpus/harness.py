@@ -203,11 +203,16 @@ class Corpus:
         if os.environ.get(_SWAPFILE_ENV) != "1":
             raise Unavailable(f"no swap device (set {_SWAPFILE_ENV}=1 to let the corpus add a 256 MiB swap "
                               "file for this case; the lab guest has swap)")
-        swapfile = self._disk_dir() / "swapfile"
-        subprocess.run(["dd", "if=/dev/zero", f"of={swapfile}", "bs=1M", "count=256", "status=none"], check=True)
-        swapfile.chmod(0o600)
-        subprocess.run(["mkswap", "-q", str(swapfile)], check=True)
-        subprocess.run(["swapon", "-p", "-2", str(swapfile)], check=True)
+        folder = self._disk_dir()
+        cleanup.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+        swapfile = folder / "swapfile"
+        for argv in (["dd", "if=/dev/zero", f"of={swapfile}", "bs=1M", "count=256", "status=none"],
+                     ["chmod", "600", str(swapfile)], ["mkswap", "-q", str(swapfile)],
+                     ["swapon", "-p", "-2", str(swapfile)]):
+            proc = subprocess.run(argv, capture_output=True, text=True)
+            if proc.returncode:
+                # e.g. a file system that cannot hold swap files (overlayfs), or no swap support
+                raise Unavailable(f"cannot add a swap file: {' '.join(argv[:1])}: {proc.stderr.strip()[:200]}")
         cleanup.append(lambda: subprocess.run(["swapoff", str(swapfile)], check=False))
 
     # -- one case -------------------------------------------------------------------
