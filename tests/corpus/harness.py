@@ -113,6 +113,7 @@ def check(case: Case, o: Outcome) -> list[str]:
     verdict = rep.get("verdict")
     if verdict != case.verdict:
         found = [f"{v['rule']}: {v['message']}" for v in rep.get("violations", []) + rep.get("inconclusive", [])]
+        found += [f"note: {n}" for n in rep.get("notes", [])]
         problems.append(f"verdict {verdict}, expected {case.verdict}; " + "; ".join(found[:4]))
     if o.replay_rc != EXIT_CODES.get(case.verdict, -1):
         problems.append(f"replay exited {o.replay_rc} for expected verdict {case.verdict}")
@@ -237,8 +238,9 @@ class Corpus:
                 self._swap(cleanup)
             argv = [a.format(**subst) for a in case.argv]
             t0 = time.monotonic()
-            rec = subprocess.run([self.python, "-m", "chargetrace.cli", "record", "--quiet", "-o", str(out), "--",
-                                  *argv], capture_output=True, text=True, timeout=case.timeout)
+            rec = subprocess.run([self.python, "-m", "chargetrace.cli", "record", "--quiet", "-o", str(out),
+                                  *case.record_args, "--", *argv], capture_output=True, text=True,
+                                 timeout=case.timeout)
             rep = subprocess.run([self.python, "-m", "chargetrace.cli", "replay", "--json", str(out)],
                                  capture_output=True, text=True, timeout=case.timeout)
             seconds = time.monotonic() - t0
