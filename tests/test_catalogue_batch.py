@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chargetrace.tracer.catalogue import CATALOGUE, choose_probes
+from chargetrace.tracer.catalogue import CATALOGUE
+from chargetrace.tracer.trials import choose_probes
 from chargetrace.tracer.headers import HeaderSource
 from chargetrace.tracer.kernel import KernelInfo
 

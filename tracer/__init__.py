@@ -7,7 +7,7 @@ One module per concern:
 * :mod:`.btf` reads ``/sys/kernel/btf/vmlinux`` (enums, struct offsets, functions);
 * :mod:`.headers` picks kernel headers or generates a BTF stub tree, mounts tracefs;
 * :mod:`.kernel` feature-detects the accounting era and the struct offsets;
-* :mod:`.catalogue` lists each logical event's candidate probes and trial-attaches them;
+* :mod:`.catalogue` lists each logical event's candidate probes; :mod:`.trials` tries them;
 * :mod:`.probecache` caches the trial results per kernel build;
 * ``bpf/recorder.c`` (+ ``bpf/common.h``) is the one BPF program, variants chosen by -D flags;
   ``struct ct_event`` in common.h is the one definition of the event record;

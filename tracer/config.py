@@ -13,7 +13,8 @@ from chargetrace.traces import ChargetraceError, TraceMeta
 
 from .bccload import load_bcc
 from .btf import load_vmlinux_btf
-from .catalogue import CATALOGUE, Choice, choose_probes
+from .catalogue import CATALOGUE, Choice
+from .trials import choose_probes
 from .headers import ensure_tracefs, resolve_headers
 from .kernel import KernelInfo
 

@@ -1,6 +1,6 @@
 """Probe trial results cached per kernel build.
 
-Choosing probes (:func:`.catalogue.choose_probes`) compiles and loads the BPF
+Choosing probes (:func:`.trials.choose_probes`) compiles and loads the BPF
 program several times: 8-13 s on a 2-core machine, minutes under QEMU TCG.
 The outcome depends only on the kernel build, its loaded modules (a driver
 callback such as ``dmirror_devmem_fault`` exists only while test_hmm is
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .bccload import cache_dir
-from .catalogue import BPF_DIR, CATALOGUE, VARIANTS, Choice, choose_probes
+from .catalogue import BPF_DIR, CATALOGUE, VARIANTS, Choice
+from .trials import choose_probes
 from .kernel import KernelInfo
 
 __all__ = ["cache_key", "cached_choose", "forget", "CACHE_VERSION"]

@@ -19,8 +19,9 @@ from typing import Any
 
 from chargetrace.traces import ChargetraceError
 
-from .catalogue import MAIN_SOURCE, Choice, attach_kprobes, capture_stderr, compile_cflags, item_tables
+from .catalogue import MAIN_SOURCE, Choice, item_tables
 from .kernel import KernelInfo
+from .trials import attach_kprobes, capture_stderr, compile_cflags
 from .transport import ringbuf_pages
 
 __all__ = ["Program", "FOLLOW_TRACEPOINTS"]

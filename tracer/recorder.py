@@ -189,7 +189,7 @@ class Recording:
         self._bpf = self._program.bpf
         self._check_interrupted()
         if scope_kind != "system":
-            self._scope = ScopeTracker(self._bpf, self._cgroup, fresh=scope.fresh)
+            self._scope = ScopeTracker(self._bpf, self._cgroup, fresh=scope.fresh, by_tgid=scope_kind == "pid")
             self._scope.arm_config()
             for tgid in tgids:
                 self._scope.add_tgid(tgid)
@@ -410,15 +410,16 @@ class Recording:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._cgroup is not None and self._created_cgroup and self._scope is not None:
+            # Before the program goes: tasks() reads its scope maps.
+            self._scope.kill_left()
         if self._program is not None:
             self._program.cleanup()
             self._bpf = None
         if self._cgroup is not None and self._created_cgroup:
-            if self._scope is not None:
-                self._scope.kill_left()
-                # Children the workload left behind, deepest first.
-                for child in reversed(self._cgroup.descendants()):
-                    child.remove(timeout=0.5)
+            # Children the workload left behind, deepest first.
+            for child in reversed(self._cgroup.descendants()):
+                child.remove(timeout=0.5)
             self._cgroup.remove()
             self._created_cgroup = False
         if self._disk is not None:

@@ -36,10 +36,13 @@ __all__ = ["ScopeTracker"]
 class ScopeTracker:
     """Scope memcgs and tasks of one recording (not used system-wide)."""
 
-    def __init__(self, bpf: Any, root: Memcg | None, *, fresh: bool) -> None:
+    def __init__(self, bpf: Any, root: Memcg | None, *, fresh: bool, by_tgid: bool = False) -> None:
         self._bpf = bpf
         self.root = root
         self.fresh = fresh
+        #: A ``-p`` scope is the process and its children, not everything in
+        #: its memcg: its tasks are the scope's thread groups only.
+        self.by_tgid = by_tgid
         self.entries: dict[int, dict[str, Any]] = {}
         self._memcgs: dict[int, Memcg] = {}
         self._mount, self.version = memcg_mount()
@@ -114,16 +117,25 @@ class ScopeTracker:
     def live_memcgs(self) -> list[Memcg]:
         return [m for m in self._memcgs.values() if m.path.is_dir()]
 
+    def _in_tree(self, memcg: Memcg) -> bool:
+        return self.root is not None and (memcg.path == self.root.path or self.root.path in memcg.path.parents)
+
     def tasks(self) -> list[dict[str, Any]]:
-        """Processes in the scope memcgs now."""
+        """Processes of the scope now: everything in the scope memcg's tree,
+        and the scope's own thread groups in memcgs outside it (never other
+        tasks that happen to share a followed memcg)."""
+        tgids = {int(k.value) for k in self._bpf[b"scope_tgid"].keys()}
         seen: dict[int, str] = {}
         for memcg in self.live_memcgs():
+            whole = self._in_tree(memcg) and not self.by_tgid
             for pid, comm in memcg.tasks():
-                seen[pid] = comm
+                if whole or pid in tgids:
+                    seen[pid] = comm
         return [{"pid": p, "comm": c} for p, c in sorted(seen.items())]
 
     def kill_left(self, timeout: float = 2.0) -> None:
-        """SIGKILL what is left in a memcg the recorder created, and wait for it."""
+        """SIGKILL the scope's tasks (:meth:`tasks`) and wait for them to go;
+        only for a scope memcg the recorder created."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             left = self.tasks()

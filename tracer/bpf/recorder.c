@@ -56,7 +56,7 @@ static __always_inline int ct_armed(void)
 
 /* Emit a record; count it as dropped when the transport has no room.
  * BPF_RB_NO_WAKEUP: the recorder polls every ~10 ms, a wakeup per event
- * would slow the traced task ~4x (docs/bcc-here.md §4). A function, not a
+ * would slow the traced task ~4x (measured here). A function, not a
  * macro: BCC cannot rewrite map calls inside macros. */
 static __always_inline void ct_emit(void *ctx, struct ct_event *e)
 {
@@ -399,7 +399,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 #endif
 
 /* ==== kprobe / kretprobe variants ====================================== */
-/* kprobe/kretprobe variants: folio-level charge events (kernel-facts §2).
+/* kprobe/kretprobe variants: folio-level charge events (mm/memcontrol.c).
  *
  * Functions are named by role; tracer/catalogue.py attaches each to the
  * symbol of the running kernel's era (e.g. ct_kp_charge to
@@ -693,7 +693,8 @@ int ct_kp_split(struct pt_regs *ctx)
 /* ---- device_free --------------------------------------------------------- */
 #ifdef CT_KP_DEVICE_FREE
 /* free_zone_device_folio(folio) 6.10+, free_zone_device_page(page) 5.18-6.9,
- * free_devmap_managed_page(page) <= 5.17 (kernel-facts §1.7). value = the
+ * free_devmap_managed_page(page) <= 5.17 (27674ef6c73f "mm: remove the
+ * extra ZONE_DEVICE struct page refcount", v5.18). value = the
  * refcount at entry: 0 in the >= 5.18 convention, 1 before. */
 int ct_kp_device_free(struct pt_regs *ctx)
 {
