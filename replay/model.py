@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .eras import FORCE, EraProfile
 from .events import Event
-from .units import COUNTERS, PAGES, Held, held_from_counters, held_from_memstat
+from .units import Held, held_from_counters, held_from_memstat
 
 __all__ = ["FolioState", "MemcgLedger", "Window", "DeviceFreePair", "Model", "NOT_IN_CALL", "SAMPLE_KINDS"]
 
@@ -74,17 +74,11 @@ class MemcgLedger:
     #: (PGPGOUT counts them, PGPGIN counted the folio once; replay/units.py).
     split_extra_folios: int = 0
     counters: Counter = field(default_factory=Counter)  # memcg_stat item -> sum
-    #: memcg_stat items -> sum of the non-zero deltas seen (coverage)
-    counter_rows: Counter = field(default_factory=Counter)
     usage: list[tuple[int, int, str, int]] = field(default_factory=list)  # (seq, ts, item, bytes)
     #: memory.stat key -> last sampled value (memstat rows), and the seq of the sample
     memstat: dict[str, int] = field(default_factory=dict)
     memstat_seq: int = -1
     memstat_after: int = -2  #: Model.last_activity_seq when that sample set was taken
-
-    def page_counters(self) -> dict[str, int]:
-        """The counter sums whose unit is exact pages (replay/units.py)."""
-        return {k: v for k, v in self.counters.items() if k in COUNTERS and COUNTERS[k].unit == PAGES}
 
 
 @dataclass
@@ -319,10 +313,7 @@ class Model:
         state.nr = piece
 
     def _apply_memcg_stat(self, ev: Event) -> None:
-        led = self.ledger(ev.memcg)
-        led.counters[ev.item] += ev.value
-        if ev.value:
-            led.counter_rows[ev.item] += 1
+        self.ledger(ev.memcg).counters[ev.item] += ev.value
 
     def _apply_memstat(self, ev: Event) -> None:
         led = self.ledger(ev.memcg)

@@ -12,7 +12,8 @@ Faults:
 * ``duplicate-uncharge``: repeat an uncharge that released a charge.
 * ``skip-transfer``: remove a charge transfer (mem_cgroup_migrate).
 * ``double-charge``: repeat a successful charge.
-* ``drop-device-free-uncharge``: remove the uncharge inside a device-private free.
+* ``drop-device-free-uncharge``: remove the uncharge inside a device-private free
+  (the pairing is the model's, Model.device_free_pairs).
 * ``lose-charge``: remove a charge and add a ``lost`` row over it, as a real
   ring-buffer drop would look: what depends on it must become inconclusive.
 """

@@ -161,10 +161,11 @@ def render_info(console: Console, info: dict) -> None:
         ("era", f"migrate={meta['era']['migrate']} device-free refcount={meta['era']['device_free_refcount']}"
                 f" ({meta['era']['detected_by'] or 'not detected'})"),
         ("time", f"{meta['started_at']} .. {meta['ended_at']} ({info['duration_s']:.3f} s of events)"),
-        ("scope", ", ".join(f"{k}={v}" for k, v in meta["scope"].items() if v not in ("", 0, [], False))),
+        ("scope", ", ".join(f"{k}={v}" for k, v in meta["scope"].items() if v not in ("", 0, [], False, None))),
         ("cpus / page", f"{meta['ncpus']} / {meta['page_size']}"),
         ("drops", f"{meta['drops'].get('total', 0)} {meta['drops'].get('per_cpu') or ''}".strip()),
         ("anonymized", "yes" if meta["anonymized"] else "no"),
+        ("armed at", "-" if meta.get("armed_ns") is None else f"{meta['armed_ns']} ns (CLOCK_MONOTONIC)"),
     ]
     for key, value in lines:
         console.print(f"  {key:<15} {value}")

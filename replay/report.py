@@ -310,6 +310,10 @@ def _scope_notes(automaton: "Automaton", trace: Trace) -> list[str]:
     from .rules.counters import PgpgBalance
 
     pgpg = _rule(automaton, PgpgBalance)
+    for memcg, open_folios in sorted(pgpg.held_open.items()) if pgpg else ():
+        held = ctx.model.held(memcg, True)
+        notes.append(f"memcg {memcg}: still charged, held by {held.describe() if held else 'its files'}: "
+                     f"{open_folios} folio charge(s) (PGPGIN) never uncharged, within its page cache/shmem")
     for memcg, extra in sorted(pgpg.unexplained_out.items()) if pgpg else ():
         notes.append(f"memcg {memcg}: PGPGOUT exceeds PGPGIN by {extra} event(s), as large folios split after "
                      f"their charge do; the recording had no split probe to verify it")
