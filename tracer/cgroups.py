@@ -249,10 +249,9 @@ def remove_stale_children(parent: Memcg, prefix: str = "chargetrace-") -> list[P
 
 
 def hierarchy_id(version: int) -> int:
-    """The memory controller's hierarchy id (the cgroup tracepoints' root
-    field): /proc/cgroups on v1; 0 (the default hierarchy) on v2."""
-    if version == 2:
-        return 0
+    """The memory controller's hierarchy id, as the cgroup tracepoints' root
+    field gives it (cgroup->root->hierarchy_id): the second column of its
+    /proc/cgroups line, which is 0 (the default hierarchy) when it is on v2."""
     try:
         for line in Path("/proc/cgroups").read_text().splitlines():
             parts = line.split()
@@ -260,6 +259,8 @@ def hierarchy_id(version: int) -> int:
                 return int(parts[1])
     except (OSError, ValueError, IndexError):
         pass
+    if version == 2:
+        return 0
     raise ChargetraceError("/proc/cgroups: no memory controller line")
 
 

@@ -45,6 +45,7 @@ class ScopeTracker:
         self.by_tgid = by_tgid
         self.entries: dict[int, dict[str, Any]] = {}
         self._memcgs: dict[int, Memcg] = {}
+        self._gone: set[int] = set()
         self._mount, self.version = memcg_mount()
         if root is not None:
             self._add(root, created=fresh)
@@ -85,10 +86,15 @@ class ScopeTracker:
         put in the scope, with their hierarchy."""
         created = self._created()
         in_bpf = {int(k.value) for k in self._bpf[b"scope_memcg"].keys()}
-        for mid in in_bpf - self.entries.keys():
+        for mid in in_bpf - self.entries.keys() - self._gone:
             found = self._find(mid)
             if found is not None:
                 self._add(found, created=mid in created)
+            else:
+                # Removed before a rescan saw it: its rows are in scope all the
+                # same; path and parent are unknown ("" and 0). Not walked for again.
+                self._gone.add(mid)
+                self.entries[mid] = {"memcg": mid, "parent": 0, "path": "", "created_in_scope": mid in created}
         for memcg in list(self._memcgs.values()):
             try:
                 below = memcg.descendants()
@@ -157,12 +163,7 @@ class ScopeTracker:
     def sample(self) -> tuple[dict[str, list[Any]], dict[int, dict[str, int]]]:
         """Columns of one sample set (usage, then memstat rows, per memcg) and
         the memstat values per memcg."""
-        now = time.monotonic_ns()
-        kinds: list[str] = []
-        probes: list[str] = []
-        memcgs: list[int] = []
-        items: list[str] = []
-        values: list[int] = []
+        rows: list[tuple[str, str, int, str, int]] = []  # kind, probe, memcg, item, value
         stats: dict[int, dict[str, int]] = {}
         for mid, memcg in self._memcgs.items():
             try:
@@ -170,16 +171,15 @@ class ScopeTracker:
             except (OSError, ValueError, IndexError):
                 continue  # removed by the workload
             f = memcg.usage_file
-            kinds.append("usage"), probes.append(f"sample:{f}"), memcgs.append(mid), items.append(f)
-            values.append(usage)
+            rows.append(("usage", f"sample:{f}", mid, f, usage))
             stat = memcg.memstat()
             stats[mid] = dict(stat)
-            for key, value in stat:
-                kinds.append("memstat"), probes.append("sample:memory.stat"), memcgs.append(mid)
-                items.append(key), values.append(value)
-        n = len(kinds)
-        cols: dict[str, list[Any]] = {"ts_ns": [now] * n, "kind": kinds, "probe": probes, "memcg": memcgs,
-                                      "item": items, "value": values, "pid": [os.getpid()] * n}
+            rows.extend(("memstat", "sample:memory.stat", mid, key, value) for key, value in stat)
+        now, me = time.monotonic_ns(), os.getpid()
+        cols: dict[str, list[Any]] = {name: [r[i] for r in rows]
+                                      for i, name in enumerate(("kind", "probe", "memcg", "item", "value"))}
+        cols["ts_ns"] = [now] * len(rows)
+        cols["pid"] = [me] * len(rows)
         return cols, stats
 
     def settle_report(self, result_method: str, done: bool, error: str, usage_after: int | None,

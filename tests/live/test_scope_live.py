@@ -256,3 +256,48 @@ def test_unknown_event_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "unknown event nope" in proc.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_existing_cgroup_and_pid_scopes_start_armed(tmp_path: Path, workload: Path) -> None:
+    _v1_only()
+    cg = _outside(f"ct-live-cg-{os.getpid()}")
+    cg.mkdir()
+    target = subprocess.Popen(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec {workload} 256 100000000"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        w = {k: int(v, 0) for k, v in (kv.split("=") for kv in target.stdout.readline().split())}
+        by_cg = record(tmp_path, "--cgroup", str(cg), "--duration", "1.5", "--events", "fault,memcg_events")
+        by_pid = record(tmp_path, "-p", str(target.pid), "--duration", "1.5", "--events", "fault,memcg_events",
+                        name="p.parquet")
+    finally:
+        target.kill()
+        target.wait()
+        cg.rmdir()
+    for run in (by_cg, by_pid):
+        assert run.returncode == 0, run.stderr
+        df, meta = _df(run.trace)
+        s = meta.scope
+        assert meta.armed_ns and int(df.ts_ns.min()) >= meta.armed_ns
+        assert s.memcg == w["memcg"] and [m["memcg"] for m in s.memcgs] == [w["memcg"]]
+        assert not s.memcgs[0]["created_in_scope"] and not s.fresh
+        # still running at the end: no exit phase, the task is listed, nothing settled
+        assert not s.exited and s.tasks_left == [{"pid": target.pid, "comm": "workload"}]
+        assert set(s.phases) == {"start", "end"} and s.settle is None and s.exit_status is None
+        assert (df[df.kind == "fault"].pid == target.pid).all() and (df.kind == "fault").sum() > 0
+
+
+def test_settle_says_what_stayed_charged_and_why(tmp_path: Path) -> None:
+    if Path("/proc/swaps").read_text().count("\n") > 1:
+        pytest.skip("swap is on: reclaim could swap the tmpfs pages out")
+    shm = Path(f"/dev/shm/ct-live-{os.getpid()}")
+    try:
+        run = record(tmp_path, "--", "sh", "-c", f"dd if=/dev/zero of={shm} bs=1M count=8 2>/dev/null")
+        assert run.returncode == 0, run.stderr
+    finally:
+        shm.unlink(missing_ok=True)
+    _d, meta = _df(run.trace)
+    settle = meta.scope.settle
+    assert settle["done"] and settle["method"] in ("force_empty", "reclaim")
+    # the tmpfs file outlives the command: no swap, so reclaim cannot take it
+    assert settle["unreclaimed_bytes"] >= 8 << 20
+    assert settle["why"].startswith("shmem/tmpfs/memfd pages (reclaim needs swap): 8388608 bytes")
