@@ -48,7 +48,8 @@ class Held:
     #: replay --json "held" column(s): anon, file (page cache), shmem (tmpfs, memfd), kmem,
     #: sock; "a+b" = their sum
     holder: str
-    min_pages: int  # at least this many pages reported held by it (rows with verdict "held")
+    #: at least this many pages reported held by it; 0 = it may hold some (explained, not required)
+    min_pages: int
     why: str
 
 
@@ -285,6 +286,9 @@ CASES: tuple[Case, ...] = (
         argv=("{mem}", "files", "{disk}/many", "20000"),
         verdict="balanced",
         rules=COUNTER_RULES,
+        held=(Held("kmem+file", 0, "inodes and dentries of files that still exist are accounted slab "
+                   "objects (fs/inode.c, fs/dcache.c), with one page-cache page each; how many the "
+                   "settle's reclaim frees varies from run to run (40 to 941 pages were left here)"),),
         covers=("many files (kmem)",),
         min_charges=20000,
         reason="each created file allocates an accounted inode and dentry (SLAB_ACCOUNT caches) "
@@ -299,6 +303,10 @@ CASES: tuple[Case, ...] = (
         rules=COUNTER_RULES,
         held=(Held("kmem", 1000, "tmpfs inodes and dentries of files that still exist are accounted "
                    "slab objects that no shrinker can free: the dentry pins the inode"),),
+        xfail="verdicts: replay reconciles the 4,689 pages of kernel memory the memcg still holds "
+              "(memory.kmem.usage_in_bytes after settling) but says nothing about them: 'still charged, "
+              "held by ... kernel memory' is reported only beside an outstanding folio charge (R3.pgpg "
+              "notes, R10 held rows), and this workload leaves none",
         covers=("many files (kmem)",),
         reason="20,000 empty tmpfs files: each allocates an accounted shmem inode and dentry "
                "(mm/shmem.c shmem_get_inode(), SLAB_ACCOUNT) and no page; tmpfs dentries stay "
