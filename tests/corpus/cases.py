@@ -51,6 +51,8 @@ class Held:
     #: at least this many pages reported held by it; 0 = it may hold some (explained, not required)
     min_pages: int
     why: str
+    #: reclaim may swap it out when a swap device is on (then min_pages does not apply)
+    swappable: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ CASES: tuple[Case, ...] = (
         verdict="balanced",
         rules=COUNTER_RULES,
         held=(Held("shmem", 8192, "a tmpfs file's folios stay charged while it exists; without swap "
-                   "reclaim cannot move them anywhere"),),
+                   "reclaim cannot move them anywhere", swappable=True),),
         covers=("tmpfs/shmem kept",),
         min_charges=8192,
         reason="tmpfs folios are charged at shmem_add_to_page_cache() (mm/shmem.c) and are "
