@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 from chargetrace.traces import ChargetraceError, TraceWriter
@@ -33,6 +34,8 @@ class DiskWriter:
         #: Rows queued so far = the seq the next queued row gets (the writer
         #: numbers rows from 0 in arrival order).
         self.rows = 0
+        self._written = 0
+        self._written_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="chargetrace-writer", daemon=True)
         self._thread.start()
 
@@ -46,13 +49,24 @@ class DiskWriter:
             what, payload = item
             try:
                 if what == "flush":
-                    if self.writer.pending_rows:
-                        self.writer.flush()
+                    self._flush_if_stale(payload)
                     continue
                 cols = decode(payload, self._probe_names, self._tables) if what == "raw" else payload
                 self.writer.append_columns(cols)
             except BaseException as exc:  # handed to the main thread
                 self._error = exc
+
+    def _flush_if_stale(self, max_age: float) -> None:
+        # The writer closes a segment on append once flush_seconds passed; a
+        # quiet recording appends nothing, so its rows would wait. Segments
+        # the writer closed itself (rows_written moved) reset the clock, so a
+        # busy recording gets no extra segments from this.
+        now = time.monotonic()
+        if self.writer.rows_written != self._written:
+            self._written, self._written_at = self.writer.rows_written, now
+        if self.writer.pending_rows and now - self._written_at >= max_age:
+            self.writer.flush()
+            self._written, self._written_at = self.writer.rows_written, now
 
     def _check(self) -> None:
         if self._error is not None:
@@ -71,11 +85,12 @@ class DiskWriter:
         self.rows += len(next(iter(cols.values()), ()))
         self._queue.put(("cols", cols))
 
-    def put_flush(self) -> None:
-        """Close a segment with whatever is buffered (a quiet recording's rows
-        would otherwise wait for the next append; SIGKILL would lose them)."""
+    def put_flush(self, max_age: float) -> None:
+        """Close a segment with whatever is buffered if none was closed for
+        ``max_age`` seconds (a quiet recording's rows would otherwise wait for
+        the next append, and SIGKILL would lose them)."""
         self._check()
-        self._queue.put(("flush", None))
+        self._queue.put(("flush", max_age))
 
     @property
     def backlog(self) -> int:

@@ -64,8 +64,10 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
 # Decode when this many bytes are buffered or this much time passed.
 _DECODE_BYTES = 1 << 20
 _DECODE_SECONDS = 0.25
-# Close a segment with what is buffered at least this often (quiet workloads).
-_FLUSH_SECONDS = 1.0
+# Check this often that a segment was closed in the last _FLUSH_AGE seconds,
+# so that rows of a quiet recording reach the disk within ~2 s.
+_FLUSH_SECONDS = 0.5
+_FLUSH_AGE = 1.5
 # Rescan the scope's cgroup tree this often.
 _RESCAN_SECONDS = 0.2
 
@@ -253,7 +255,7 @@ class Recording:
             if now >= next_flush:
                 self._pump(force=True)
                 assert self._disk is not None
-                self._disk.put_flush()
+                self._disk.put_flush(_FLUSH_AGE)
                 next_flush = now + _FLUSH_SECONDS
             if self._scope is not None and now >= next_rescan:
                 self._scope.rescan()
