@@ -71,6 +71,8 @@ class MemcgRow:
     difference: int | None
     tolerance: int | None
     reconcile: str  # ok / mismatch / "" (no usage samples)
+    reconcile_basis: str = ""  # what the model figure is made of
+    reconcile_phase: str = ""  # sample phase judged (start / exit / settled), "" = not named
 
 
 @dataclass
@@ -199,6 +201,8 @@ def _memcg_rows(automaton: "Automaton") -> list[MemcgRow]:
                 difference=rec.difference if has else None,
                 tolerance=rec.tolerance if has else None,
                 reconcile=("ok" if rec.ok else "mismatch") if has else "",
+                reconcile_basis=rec.basis if has else "",
+                reconcile_phase=rec.phase if has else "",
             )
         )
     return rows

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chargetrace.traces import TraceMeta
+from chargetrace.traces import ChargetraceError, TraceMeta
 
 __all__ = ["ScopeView"]
 
@@ -40,6 +40,13 @@ class ScopeView:
 
     @classmethod
     def from_meta(cls, meta: TraceMeta) -> "ScopeView":
+        try:
+            return cls._from_meta(meta)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ChargetraceError(f"malformed scope metadata ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_meta(cls, meta: TraceMeta) -> "ScopeView":
         s = meta.scope
         settle = s.settle or {}
         # schema 2 says whether draining finished; older traces only name the method

@@ -274,3 +274,28 @@ def test_shmem_kept_after_exit_leaves_pgpgin_open_legitimately(replay_rows):
     # one folio charge more than the shmem it holds is a leak
     leak = rows_of(stat("PGPGIN", 3), stat("NR_SHMEM", 1), stat("NR_FILE_PAGES", 1), exit_row())
     assert rules_of(replay_rows(leak, meta(probes=[COUNTER_PROBE]))) == ["R3.pgpg"]
+
+
+def test_usage_is_reconciled_at_the_last_phase(replay_rows):
+    rows = rows_of(usage(0), *memstat(anon=0, file=0, kernel=0, sock=0), charge(F), exit_row(),
+                   usage(30), *memstat(anon=4, file=0, kernel=25, sock=0),
+                   usage(900), *memstat(anon=0, file=0, kernel=20, sock=0))
+    phases = {"start": 0, "exit": 7, "settled": 12}
+    report = replay_rows(rows, meta(probes=CHARGE_PROBES, exited=False, settled=False, phases=phases))
+    (row,) = report.memcgs
+    assert row.reconcile_phase == "settled" and row.reconcile == "mismatch"
+    assert row.model_pages == 21 and row.kernel_pages == 900  # 1 charged page + 20 of kernel memory
+    assert "(settled sample)" in report.violations[0].message
+
+
+def test_malformed_scope_metadata_is_one_line_exit_2(tmp_path):
+    from click.testing import CliRunner
+    from synthetic import write_rows
+
+    from chargetrace.cli import main
+
+    path = tmp_path / "bad.parquet"
+    write_rows(rows_of(charge(F)), path, meta(memcgs=[5, 6]))
+    result = CliRunner().invoke(main, ["replay", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "malformed scope metadata" in result.stderr

@@ -61,6 +61,7 @@ class Reconciled:
     kernel_memory_pages: int = 0
     held: Held | None = None  # what the memcg subtree holds at the last sample, by kind
     basis: str = ""  # where the model figure came from
+    phase: str = ""  # the recorder's sample phase of the judged sample (scope.phases), "" = not named
     points: list[_Point] = field(default_factory=list)
 
 
@@ -127,6 +128,8 @@ class UsageReconciliation(Rule):
             stat = self._memstat_held(memcg, last)
             from_creation = all(self.ctx.observed_from_creation(m) for m in subtree)
             res.kernel_pages = last.kernel_pages
+            named = [(seq, name) for name, seq in self.ctx.scope.phases.items() if seq <= last.seq]
+            res.phase = max(named)[1] if named else ""
             if stat is None and not last.charge_rows and not self.ctx.attached("memcg_stat"):
                 continue  # no charges, no stats, no counters: nothing to put beside the kernel's figure
             if stat is not None or from_creation:
@@ -171,7 +174,8 @@ class UsageReconciliation(Rule):
                     stat is None and last.charge_rows else f"±{res.tolerance}"
                 self.report(
                     (last.seq, last.ts_ns), 0, memcg,
-                    f"memcg {memcg}: kernel {last.item} = {res.kernel_pages} pages, model {res.mode} = "
+                    f"memcg {memcg}: kernel {last.item} = {res.kernel_pages} pages"
+                    f"{f' ({res.phase} sample)' if res.phase else ''}, model {res.mode} = "
                     f"{res.model_pages} pages ({res.basis}), difference {res.difference:+d} outside the "
                     f"tolerance {bound} pages",
                     since_ts_ns=self.model.first_ts,
