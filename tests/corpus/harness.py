@@ -119,9 +119,9 @@ def check(case: Case, o: Outcome) -> list[str]:
     if o.record_rc != case.exit_status:
         problems.append(f"record exited {o.record_rc}, expected the command's status {case.exit_status}"
                         f" ({o.record_stderr.strip().splitlines()[-1:] or ''})")
-    if scope.get("exit_status", case.exit_status) != case.exit_status:
+    if scope.get("exit_status") != case.exit_status:
         problems.append(f"scope.exit_status {scope.get('exit_status')}, expected {case.exit_status}")
-    if case.oom_kills is not None and scope.get("oom_kills") not in (None, case.oom_kills):
+    if case.oom_kills is not None and scope.get("oom_kills") != case.oom_kills:
         problems.append(f"scope.oom_kills {scope.get('oom_kills')}, expected {case.oom_kills}")
     if not rep:
         return problems + ["replay printed no JSON report"]
@@ -164,6 +164,9 @@ def check(case: Case, o: Outcome) -> list[str]:
         problems.append(f"scope.tasks_left is {left}, expected {case.tasks_left} task(s)")
     if scope.get("exited") != (case.tasks_left == 0):
         problems.append(f"scope.exited is {scope.get('exited')}")
+    replay_left = (rep.get("scope") or {}).get("tasks_left") or []
+    if len(replay_left) != case.tasks_left:
+        problems.append(f"replay's scope.tasks_left is {replay_left}, expected {case.tasks_left} task(s)")
     held = held_pages(rep)
     named = set()
     for h in case.held:

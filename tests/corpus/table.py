@@ -18,6 +18,8 @@ from pathlib import Path
 from .cases import CASES
 from .harness import Corpus, Outcome, Unavailable, held_pages
 
+__all__ = ["main"]
+
 
 def _row(o: Outcome) -> list[str]:
     rules = ", ".join(f"{r} {n:,}" for r, n in sorted(o.checked.items()))
