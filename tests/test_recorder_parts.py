@@ -89,6 +89,10 @@ def test_v2_memstat_and_oom_kills(tmp_path: Path) -> None:
     m = _memcg_dir(tmp_path, 2)
     assert m.memstat() == [("anon", 4096), ("file", 0), ("kernel", 8192)]
     assert m.oom_kills() == 1
+    # 5.2+: the memcg's own count, not its subtree's
+    (m.path / "memory.events.local").write_text("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+    assert m.oom_kills() == 0
+    (m.path / "memory.events.local").unlink()
     (m.path / "memory.events").write_text("low 0\n")  # a kernel without the counter
     assert m.oom_kills() is None
 

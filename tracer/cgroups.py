@@ -90,10 +90,14 @@ class Memcg:
         return out
 
     def oom_kills(self) -> int | None:
-        """oom_kill count of v2 memory.events / v1 memory.oom_control
-        (8e675f7af507 "mm/oom_kill: count global and memory cgroup oom
-        kills", v4.13). Read by key: a kernel without the line gives None."""
-        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        """OOM kills in this memcg itself (not its children): v1
+        memory.oom_control, v2 memory.events.local (5.2+; memory.events,
+        which also counts the subtree, before it). The counter came with
+        8e675f7af507 "mm/oom_kill: count global and memory cgroup oom kills"
+        (v4.13); read by key, so a kernel without the line gives None."""
+        name = "memory.oom_control"
+        if self.version == 2:
+            name = "memory.events.local" if (self.path / "memory.events.local").exists() else "memory.events"
         try:
             for line in (self.path / name).read_text().splitlines():
                 key, _, value = line.partition(" ")

@@ -14,9 +14,9 @@ from chargetrace.traces import ChargetraceError, TraceMeta
 from .bccload import load_bcc
 from .btf import load_vmlinux_btf
 from .catalogue import CATALOGUE, Choice
-from .trials import choose_probes
 from .headers import ensure_tracefs, resolve_headers
 from .kernel import KernelInfo
+from .probecache import fresh_choose
 
 __all__ = ["RecordConfig", "RecordResult", "probe_table", "require_root", "setup_kernel"]
 
@@ -91,7 +91,8 @@ def require_root() -> None:
 
 
 def probe_table(events: set[str] | None = None) -> tuple[KernelInfo, list[Choice]]:
-    """Trial-attach the catalogue on the running kernel (``chargetrace probes``)."""
+    """Trial-attach the catalogue on the running kernel (``chargetrace probes``);
+    the outcome also refreshes the recorder's trial cache."""
     require_root()
     bcc, kernel = setup_kernel()
-    return kernel, choose_probes(bcc, kernel, events)
+    return kernel, fresh_choose(bcc, kernel, events)

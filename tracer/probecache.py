@@ -27,7 +27,7 @@ from .catalogue import BPF_DIR, CATALOGUE, VARIANTS, Choice
 from .trials import choose_probes
 from .kernel import KernelInfo
 
-__all__ = ["cache_key", "cached_choose", "forget", "CACHE_VERSION"]
+__all__ = ["cache_key", "cached_choose", "fresh_choose", "forget", "CACHE_VERSION"]
 
 #: Bump when the stored layout changes.
 CACHE_VERSION = 1
@@ -129,3 +129,12 @@ def cached_choose(bcc: Any, kernel: KernelInfo, only: set[str] | None = None,
     choices = choose_probes(bcc, kernel, only, skip_how)
     _store(key, choices)
     return choices, key, False
+
+
+def fresh_choose(bcc: Any, kernel: KernelInfo, only: set[str] | None = None,
+                 skip_how: frozenset[str] = frozenset()) -> list[Choice]:
+    """Run the trials whatever the cache holds, and store the outcome
+    (``chargetrace probes``: a diagnosis that also refreshes the cache)."""
+    choices = choose_probes(bcc, kernel, only, skip_how)
+    _store(cache_key(kernel, only, skip_how, getattr(bcc, "__version__", "")), choices)
+    return choices

@@ -46,3 +46,21 @@ def test_every_kprobe_section_loads() -> None:
     finally:
         with capture_stderr():
             bpf.cleanup()
+
+
+def test_probes_lists_every_charge_path_with_its_why_not() -> None:
+    import subprocess
+
+    from .conftest import cli
+
+    proc = subprocess.run(cli("probes"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = {ln.split()[0]: ln for ln in proc.stdout.splitlines()[2:]}
+    for event in ("charge", "swapin_charge", "hugetlb_charge", "replace", "device_fault"):
+        line = lines[event]
+        # attached by a kprobe, or none with each variant's reason
+        assert "[kprobe]" in line or ("none:" in line and "kprobe:" in line), line
+        assert "verifier" not in line and "compile failed" not in line, line
+    assert "do_swap_page" not in lines["device_fault"].split("note:")[0]
+    if "none:" in lines["device_fault"]:
+        assert "do_swap_page is not used" in lines["device_fault"]
