@@ -1,10 +1,14 @@
 """What a memcg holds, and in which unit each source reports it: one table.
 
 Scope: the memcg counters that the replay model and the counter rules read
-(``memcg_stat`` rows from the memcg:* tracepoints, present from Linux 6.13),
+(``memcg_stat`` rows from the memcg:* tracepoints, present from Linux 6.13:
+0aa3ef363792 "memcg: add tracing for memcg stat updates"),
 and the ``memory.stat`` keys the recorder samples (``memstat`` rows, cgroup v1
 and v2). Every rule that turns a counter into pages goes through this module;
 none keeps its own list.
+
+The kernel facts behind it are written out in docs/memcg-contents.md (what a
+memcg holds, per kernel era) and docs/accounting.md (per-CPU stock, splits).
 
 Units, checked against the 6.18 sources (mm/memcontrol.c, mm/memcontrol-v1.c,
 include/trace/events/memcg.h) and by tests/live/test_units_live.py on this

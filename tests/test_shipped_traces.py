@@ -103,3 +103,12 @@ def test_faults_injected_in_a_real_trace_are_caught(tmp_path, path, fault):
         report = replay(read_trace(out))
         assert report.verdict == "violations"
         assert {f.rule for f in report.violations} & FAULTS[fault], [f.message for f in report.violations]
+
+
+def test_dropped_pgpgout_in_the_counters_trace_is_caught(tmp_path):
+    trace = read_trace(TRACES / "workload-6.18-counters.parquet")
+    table, meta = mutate(trace, [Mutation("drop-uncharge", 5)])
+    write_table(table, tmp_path / "m.parquet", meta)
+    report = replay(read_trace(tmp_path / "m.parquet"))
+    assert [f.rule for f in report.violations] == ["R3.pgpg"]
+    assert "31 folio(s) left charged" in report.violations[0].message

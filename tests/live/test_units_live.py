@@ -60,6 +60,13 @@ def _peak(stats: pd.DataFrame, item: str) -> int:
     return int(running.max()) if len(running) else 0
 
 
+def _drained(stats: pd.DataFrame) -> None:
+    """Every folio charged was uncharged, except page cache the drained memcg still
+    holds legitimately (each such folio is at least one page of NR_FILE_PAGES)."""
+    still_charged = _total(stats, "PGPGIN") - _total(stats, "PGPGOUT")
+    assert 0 <= still_charged <= _total(stats, "NR_FILE_PAGES"), still_charged
+
+
 def _replays_clean(trace) -> None:
     report = replay(trace)
     assert report.verdict == "balanced", ([f.message for f in report.violations], report.notes)
@@ -75,7 +82,7 @@ def test_order0_anon_pgpgin_is_one_event_per_page(tmp_path: Path, units: Path) -
     # order-0 folios: one event each, so events = pages (+ startup charges)
     assert pages <= pgpgin <= pages + STARTUP
     assert pages <= _peak(stats, "NR_ANON_MAPPED") <= pages + STARTUP
-    assert pgpgin == _total(stats, "PGPGOUT")  # drained: every folio uncharged once
+    _drained(stats)
     _replays_clean(trace)
 
 
@@ -95,7 +102,7 @@ def test_thp_pgpgin_is_one_event_per_huge_folio(tmp_path: Path, units: Path) -> 
     # ... PGPGIN by folios: one per THP (a page count would be >= 512 * thp)
     order0 = pages - 512 * thp
     assert thp <= pgpgin <= thp + order0 + STARTUP < 512 * thp
-    assert pgpgin == _total(stats, "PGPGOUT")
+    _drained(stats)
     _replays_clean(trace)
 
 
@@ -111,7 +118,7 @@ def test_page_cache_on_disk_fs_counts_pages_in_nr_file_pages(tmp_path: Path, uni
     assert _peak(stats, "NR_FILE_PAGES") >= pages  # pages, exactly as many as cached
     # events never exceed folios; with large page-cache folios they are far fewer than pages
     assert pgpgin <= pages + STARTUP
-    assert pgpgin == _total(stats, "PGPGOUT")
+    _drained(stats)
     print(f"page cache: {pages} pages cached in {pgpgin} PGPGIN events ({fstype})")
     _replays_clean(trace)
 
