@@ -133,8 +133,8 @@ CASES: tuple[Case, ...] = (
         reason="write(2) charges page-cache folios (mm/filemap.c __filemap_add_folio() -> "
                "mem_cgroup_charge(); ext4 uses large folios since 6.16); they outlive the "
                "task because the inode keeps them, until the recorder's settle reclaims them "
-               "(v1 memory.force_empty, v2 memory.reclaim: clean page cache is reclaimable), "
-               "so nothing is held after settling",
+               "(v1 memory.force_empty, v2 memory.reclaim: the workload fsync()s, so they are "
+               "clean and reclaimable), so nothing is held after settling",
     ),
     Case(
         name="pagecache-deleted",
@@ -240,17 +240,17 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         name="outlive",
-        argv=("sh", "-c", "{mem} linger 4096 1 & exit 0"),
+        argv=("sh", "-c", "{mem} linger 4096 500 & exit 0"),
         verdict="balanced",
         rules=COUNTER_RULES + ("R13.anon",),
         covers=("a task that outlives the main command",),
         min_charges=4096,
         reason="the background task stays in the scope's memcg after the shell exits; its "
-               "charges are freed only when it exits 1 s later, within the recorder's exit wait",
+               "charges are freed only when it exits 0.5 s later, within the recorder's exit wait",
     ),
     Case(
         name="outlive-bound",
-        argv=("sh", "-c", "{mem} linger 4096 30 & exit 0"),
+        argv=("sh", "-c", "{mem} linger 4096 30000 & exit 0"),
         verdict="balanced",
         rules=COUNTER_RULES + ("R13.anon",),
         min_charges=4096,

@@ -8,14 +8,16 @@
  *                          "split" then unmaps the first 4 KiB of each, which
  *                          splits the PMD and queues the folio for a deferred split
  *   file PATH MIB keep|delete   write MIB to PATH with write(2), read it back,
- *                          keep the file or unlink it (page cache, or shmem on tmpfs)
+ *                          keep the file (after fsync: clean page cache, which reclaim
+ *                          can drop) or unlink it (page cache, or shmem on tmpfs)
  *   memfd MIB              memfd_create + ftruncate + shared mapping, touched
  *   fork PAGES             touch PAGES, fork; the child writes every page
  *                          (copy-on-write: one new anon folio per page), parent waits
  *   threads N PAGES        N threads, each maps and touches PAGES order-0 pages
  *   files DIR COUNT [BYTES]  create COUNT files of BYTES (default 1) in DIR (inodes,
  *                          dentries: kernel memory charged to the memcg), keep them
- *   linger PAGES SECONDS   touch PAGES, then sleep (a task that outlives its parent)
+ *   linger PAGES MS        touch PAGES, then sleep MS milliseconds (a task that outlives
+ *                          its parent)
  *   hog MIB                touch MIB of anon, 1 MiB at a time (meets a memory limit)
  *   swap MIB               touch MIB of anon, then read every page again
  *                          (above a limit, with swap: swapped out, then in)
@@ -32,6 +34,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIB (1024L * 1024L)
@@ -102,6 +105,8 @@ static int file(const char *path, long mib, int keep)
         die("lseek");
     while (read(fd, buf, sizeof(buf)) > 0)
         ;
+    if (keep && fsync(fd))
+        die("fsync");
     close(fd);
     if (!keep && unlink(path))
         die("unlink");
@@ -196,11 +201,13 @@ static int files(const char *dir, long count, long bytes)
     return 0;
 }
 
-static int linger(long pages, long seconds)
+static int linger(long pages, long ms)
 {
     char *p = map_anon(pages * page, MADV_NOHUGEPAGE);
     touch(p, pages * page);
-    sleep(seconds);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
     printf("mode=linger pid=%d pages=%ld\n", getpid(), pages);
     return 0;
 }
