@@ -11,8 +11,9 @@ guest): where the kernel's answer differs by version, ``only`` restricts a case.
 
 Argument placeholders, filled by the harness: ``{mem}`` the built
 ``workloads/mem.c``, ``{wl}`` the workloads folder, ``{disk}`` a fresh folder
-on a disk file system, ``{tmpfs}`` a fresh folder on tmpfs, ``{outside}`` a
-memory cgroup made outside the scope.
+on a disk file system, ``{tmpfs}`` a fresh folder on tmpfs, ``{hugetmpfs}`` a
+private tmpfs mounted with huge=always, ``{outside}`` a memory cgroup made
+outside the scope.
 """
 
 from __future__ import annotations
@@ -167,6 +168,16 @@ CASES: tuple[Case, ...] = (
         min_charges=8192,
         reason="unlink of the last link evicts the shmem inode (mm/shmem.c shmem_evict_inode() -> "
                "shmem_truncate_range()): every folio is uncharged",
+    ),
+    Case(
+        name="huge-tmpfs-deleted",
+        argv=("{mem}", "file", "{hugetmpfs}/gone", "32", "delete"),
+        verdict="balanced",
+        rules=COUNTER_RULES,
+        min_charges=16,
+        covers=("tmpfs/shmem deleted", "large folios"),
+        reason="a huge=always tmpfs allocates 2 MiB shmem folios (mm/shmem.c shmem_alloc_and_add_folio()), "
+               "each one charge of 512 pages (v1: one PGPGIN event); unlink truncates and uncharges them",
     ),
     Case(
         name="memfd",

@@ -210,6 +210,18 @@ class Corpus:
             raise Unavailable("/dev/shm is not a tmpfs")
         return Path(tempfile.mkdtemp(prefix="chargetrace-corpus-", dir=shm))
 
+    def _huge_tmpfs_dir(self, cleanup: list) -> Path:
+        """A private tmpfs mounted with huge=always: shmem in PMD-sized folios whatever the
+        system-wide shmem_enabled says (Documentation/admin-guide/mm/transhuge.rst)."""
+        d = Path(tempfile.mkdtemp(prefix="chargetrace-corpus-huge-", dir=self.workdir))
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "huge=always,size=128M", "chargetrace-corpus", str(d)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            d.rmdir()
+            raise Unavailable(f"cannot mount a huge=always tmpfs: {proc.stderr.strip()[:200]}")
+        cleanup.append(lambda: (subprocess.run(["umount", str(d)], check=False), d.rmdir()))
+        return d
+
     def _outside_cgroup(self) -> Path:
         root = Path("/sys/fs/cgroup/memory") if self.version == 1 else Path("/sys/fs/cgroup")
         path = root / f"chargetrace-corpus-outside-{os.getpid()}"
@@ -241,13 +253,16 @@ class Corpus:
             raise Unavailable(f"runs on cgroup v{'/v'.join(map(str, case.only))} only")
         cleanup: list = []
         try:
-            subst = {"mem": str(self.mem), "wl": str(WORKLOADS), "disk": "", "tmpfs": "", "outside": ""}
+            subst = {"mem": str(self.mem), "wl": str(WORKLOADS), "disk": "", "tmpfs": "", "hugetmpfs": "",
+                     "outside": ""}
             joined = " ".join(case.argv)
             for key, make in (("disk", self._disk_dir), ("tmpfs", self._tmpfs_dir)):
                 if "{" + key + "}" in joined:
                     d = make()
                     subst[key] = str(d)
                     cleanup.append(lambda d=d: shutil.rmtree(d, ignore_errors=True))
+            if "{hugetmpfs}" in joined:
+                subst["hugetmpfs"] = str(self._huge_tmpfs_dir(cleanup))
             if "outside" in case.needs:
                 o = self._outside_cgroup()
                 subst["outside"] = str(o)
