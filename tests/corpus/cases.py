@@ -207,7 +207,7 @@ CASES: tuple[Case, ...] = (
         rules=COUNTER_RULES + ("R13.anon",),
         covers=("multi-threaded allocation",),
         min_charges=4 * 2048,
-        reason="four threads fault concurrently on two CPUs; each CPU's charge stock "
+        reason="four threads fault concurrently; each CPU's charge stock "
                "(mm/memcontrol.c consume_stock()/refill_stock()) batches the counter updates",
     ),
     Case(
