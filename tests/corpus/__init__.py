@@ -1,0 +1,1 @@
+"""The real-workload corpus: workloads, case table, record/replay harness, table command."""

@@ -1,0 +1,42 @@
+"""The corpus's case table is complete and its workloads exist (no root needed)."""
+
+from __future__ import annotations
+
+import re
+
+from corpus.cases import CASES, FOLIO_RULES, RULE_NEEDS
+from corpus.harness import EXIT_CODES, HOLDERS, WORKLOADS
+
+#: issue 7, item 5: what the corpus must cover
+TOPICS = (
+    "anon order 0", "anon THP (madvise)", "page cache kept (disk)", "page cache deleted (disk)",
+    "tmpfs/shmem kept", "tmpfs/shmem deleted", "memfd", "fork + COW",
+    "child memcgs created and removed inside the scope",
+    "a task that moves itself into a cgroup created outside the scope",
+    "a task that outlives the main command", "swap out and in", "memory limit with reclaim",
+    "memory limit with an OOM kill", "many files (kmem)", "multi-threaded allocation",
+)
+
+
+def test_at_least_twelve_cases_cover_every_topic() -> None:
+    assert len(CASES) >= 12
+    assert len({c.name for c in CASES}) == len(CASES)
+    covered = {t for c in CASES for t in c.covers}
+    assert set(TOPICS) <= covered, set(TOPICS) - covered
+
+
+def test_every_case_is_complete() -> None:
+    modes = set(re.findall(r'!strcmp\(m, "(\w+)"\)', (WORKLOADS / "mem.c").read_text()))
+    for c in CASES:
+        assert c.verdict in EXIT_CODES, c.name
+        assert (c.rules or c.verdict == "unchecked") and c.reason and c.covers, c.name
+        assert set(c.rules) <= set(RULE_NEEDS), c.name
+        assert set(FOLIO_RULES) >= set(c.folio_rules)
+        assert all(set(h.holder.split("+")) <= set(HOLDERS) and h.min_pages >= 0 and h.why for h in c.held), c.name
+        assert set(c.needs) <= {"swap", "outside"}, c.name
+        assert c.only and set(c.only) <= {1, 2}, c.name
+        for arg in c.argv:
+            if arg.startswith("{wl}/"):
+                assert (WORKLOADS / arg[len("{wl}/"):]).is_file(), (c.name, arg)
+        if c.argv[0] == "{mem}":
+            assert c.argv[1] in modes, (c.name, c.argv[1])
