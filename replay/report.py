@@ -32,6 +32,7 @@ from .findings import CANDIDATE, Finding
 
 if TYPE_CHECKING:
     from .automaton import Automaton
+    from .units import Held
     from .engine import LostWindow
 
 __all__ = [
@@ -290,10 +291,37 @@ def _held_rows(automaton: "Automaton") -> list[HeldRow]:
         else:
             text = f"{out.pages} page(s) still charged; the memcg is not closed (tasks left, not drained, " \
                    f"or not observed from its creation)"
-        rows.append(HeldRow(memcg, out.pages, *(
-            (held.anon, held.file, held.shmem, held.kmem, held.sock, held.source) if held else (0, 0, 0, 0, 0, "")),
-            out.verdict, text))
+        rows.append(_held_row(memcg, out.pages, held, out.verdict, text))
+    # Counter-only traces: folio charges R3.pgpg saw open within the memcg's page cache/shmem.
+    from .rules.counters import PgpgBalance
+    from .rules.reconcile import UsageReconciliation
+
+    ctx = automaton.ctx
+    seen = {row.memcg for row in rows}
+    pgpg = _rule(automaton, PgpgBalance)
+    for memcg, open_folios in sorted(pgpg.held_open.items()) if pgpg else ():
+        if memcg not in seen:
+            held = ctx.model.held(memcg, True)
+            seen.add(memcg)
+            rows.append(_held_row(memcg, 0, held, "held",
+                                  f"still charged, held by {held.describe() if held else 'its files'}: "
+                                  f"{open_folios} folio charge(s) (PGPGIN) never uncharged, within its page "
+                                  f"cache/shmem"))
+    # Whatever else the kernel's usage still holds at the end, as reconciled (kernel
+    # objects of kept files, page cache no folio record covers): held by design.
+    usage = _rule(automaton, UsageReconciliation)
+    for memcg, res in sorted(usage.results.items()) if usage else ():
+        if memcg in seen or not res.ok or res.held is None or not res.held.legitimately_held():
+            continue
+        rows.append(_held_row(memcg, 0, res.held, "held",
+                              f"still charged, held by {res.held.describe()} (kernel usage {res.kernel_pages} "
+                              f"page(s){f', {res.phase} sample' if res.phase else ''})"))
     return rows
+
+
+def _held_row(memcg: int, outstanding: int, held: "Held | None", verdict: str, text: str) -> HeldRow:
+    kinds = (held.anon, held.file, held.shmem, held.kmem, held.sock, held.source) if held else (0, 0, 0, 0, 0, "")
+    return HeldRow(memcg, outstanding, *kinds, verdict, text)
 
 
 def _scope_notes(automaton: "Automaton", trace: Trace) -> list[str]:
@@ -316,10 +344,6 @@ def _scope_notes(automaton: "Automaton", trace: Trace) -> list[str]:
     from .rules.counters import PgpgBalance
 
     pgpg = _rule(automaton, PgpgBalance)
-    for memcg, open_folios in sorted(pgpg.held_open.items()) if pgpg else ():
-        held = ctx.model.held(memcg, True)
-        notes.append(f"memcg {memcg}: still charged, held by {held.describe() if held else 'its files'}: "
-                     f"{open_folios} folio charge(s) (PGPGIN) never uncharged, within its page cache/shmem")
     for memcg, extra in sorted(pgpg.unexplained_out.items()) if pgpg else ():
         notes.append(f"memcg {memcg}: PGPGOUT exceeds PGPGIN by {extra} event(s), as large folios split after "
                      f"their charge do; the recording had no split probe to verify it")

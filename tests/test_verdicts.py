@@ -94,7 +94,9 @@ def test_usage_from_counters_counts_page_cache_and_kmem_in_pages(replay_rows):
     report = replay_rows(rows, meta(probes=[COUNTER_PROBE]))
     row = report.memcgs[0]
     assert (row.kernel_pages, row.model_pages, row.reconcile) == (552, 542, "ok"), report.notes
-    assert report.held == []  # no charge rows: nothing outstanding to attribute
+    # no charge rows, so nothing outstanding: what the memcg holds is reported as held, from its counters
+    assert [(h.outstanding_pages, h.file, h.kmem, h.source, h.verdict) for h in report.held] == \
+        [(0, 512, 30, "counters", "held")]
     rows = rows_of(usage(0), stat("NR_FILE_PAGES", 512), usage(5000))
     assert rules_of(replay_rows(rows, meta(probes=[COUNTER_PROBE]))) == ["R3.usage"]
 
@@ -269,7 +271,8 @@ def test_shmem_kept_after_exit_leaves_pgpgin_open_legitimately(replay_rows):
                    stat("NR_SHMEM", 2), stat("PGPGOUT", 1), exit_row(), usage(2, item="memory.usage_in_bytes"))
     report = replay_rows(kept, meta(probes=[COUNTER_PROBE]))
     assert report.verdict == "balanced", [f.message for f in report.violations]
-    assert any("still charged, held by 2 page(s) of shmem/tmpfs" in n for n in report.notes)
+    assert [(h.shmem, h.verdict) for h in report.held] == [(2, "held")]
+    assert "still charged, held by 2 page(s) of shmem/tmpfs" in report.held[0].text
     assert report.memcgs[0].reconcile == "ok"
     # one folio charge more than the shmem it holds is a leak
     leak = rows_of(stat("PGPGIN", 3), stat("NR_SHMEM", 1), stat("NR_FILE_PAGES", 1), exit_row())

@@ -317,10 +317,6 @@ CASES: tuple[Case, ...] = (
         rules=COUNTER_RULES,
         held=(Held("kmem", 1000, "tmpfs inodes and dentries of files that still exist are accounted "
                    "slab objects that no shrinker can free: the dentry pins the inode"),),
-        xfail="verdicts: replay reconciles the 4,689 pages of kernel memory the memcg still holds "
-              "(memory.kmem.usage_in_bytes after settling) but says nothing about them: 'still charged, "
-              "held by ... kernel memory' is reported only beside an outstanding folio charge (R3.pgpg "
-              "notes, R10 held rows), and this workload leaves none",
         covers=("many files (kmem)",),
         reason="20,000 empty tmpfs files: each allocates an accounted shmem inode and dentry "
                "(mm/shmem.c shmem_get_inode(), SLAB_ACCOUNT) and no page; tmpfs dentries stay "
@@ -337,10 +333,6 @@ CASES: tuple[Case, ...] = (
                "nothing the workload charged can be judged; what the memcg still holds after "
                "settling (200 tmpfs inodes: kernel memory) is known only from memory.stat, and "
                "comparing memory.usage_in_bytes with memory.stat checks the kernel against itself",
-        xfail="verdicts: R3.usage counts as substance when the model's figure is memory.stat's own "
-              "(here kernel memory of kept tmpfs inodes, reconcile_basis 'memory.stat'), so a "
-              "recording with no charge or counter event is 'balanced', not unchecked; with nothing "
-              "left after settling the same recording is unchecked (exit 4)",
     ),
     Case(
         name="swap-out-in",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -85,26 +84,14 @@ HOLDERS = ("anon", "file", "shmem", "kmem", "sock")
 UNEXPLAINED_MAX = 256
 
 
-#: the words of replay's "still charged, held by N page(s) of WHAT" (replay/units.py Held.describe)
-_WORDS = {"page cache": "file", "shmem/tmpfs": "shmem", "kernel memory": "kmem", "socket buffers": "sock",
-          "anon": "anon"}
-_HELD_NOTE = re.compile(r"(\d+) page\(s\) of (" + "|".join(map(re.escape, _WORDS)) + ")")
-
-
 def held_pages(report: dict[str, Any]) -> dict[str, int]:
     """Pages the replay reports as legitimately still charged, by holder: its JSON
-    "held" rows (verdict "held"; folio-level traces), else its notes "memcg N: still
-    charged, held by ..." (counter-level traces: the only place replay says it)."""
+    "held" rows with verdict "held" (folio-level and counter-level traces alike)."""
     out = dict.fromkeys(HOLDERS, 0)
     for row in report.get("held", []) or []:
         if row.get("verdict") == "held":
             for k in HOLDERS:
                 out[k] += int(row.get(k) or 0)
-    if not any(out.values()):
-        for note in report.get("notes", []):
-            if "still charged, held by" in note:
-                for n, what in _HELD_NOTE.findall(note.split("still charged, held by", 1)[1].split(":", 1)[0]):
-                    out[_WORDS[what]] += int(n)
     return {k: v for k, v in out.items() if v}
 
 
