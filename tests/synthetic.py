@@ -1,6 +1,6 @@
 """A small simulator of the kernel's memcg accounting that emits trace rows.
 
-Test input only: it follows the kernel's rules as kernel-facts §1 describes
+Test input only: it follows the kernel's rules as docs/accounting.md describes
 them (per era), so a stream it generates is balanced by construction, and a
 fault injected into it must be caught. Traces it writes say ``synthetic`` in
 their metadata (and, when shipped, in their file name).

@@ -16,7 +16,7 @@ TRACES = Path(__file__).resolve().parent.parent / "traces"
 SHIPPED = sorted(TRACES.glob("*.parquet"))
 HMM = [p for p in SHIPPED if p.name.startswith("hmm-tests-")]
 
-#: Rules a traced hmm-tests run exercises on every era (kernel-facts §6).
+#: Rules a traced hmm-tests run exercises on every era (docs/rules.md).
 EXERCISED = ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11")
 
 

@@ -20,7 +20,7 @@ __all__ = ["TraceMeta", "Era", "Scope"]
 
 @dataclass
 class Era:
-    """Accounting era of the recorded kernel (kernel-facts §1.6, §1.7)."""
+    """Accounting era of the recorded kernel (docs/accounting.md#charge-transfer-on-migration, #free-refcount-eras)."""
 
     #: ``"force"``: mem_cgroup_migrate force-charges the new folio (<= 6.6);
     #: ``"transfer"``: it moves the charge (>= 6.7, 85ce2c517ade). None = unknown.
