@@ -37,6 +37,7 @@ class LabConfig:
     :param suite: Debian suite of the rootfs.
     :param mirror: Debian mirror for debootstrap.
     :param install_missing: apt-get install missing host packages.
+    :param bug: a bug variant of the kernel (``lab/bugs.py``), built incrementally on the clean one.
     """
 
     kernel: str = "6.1"
@@ -52,6 +53,7 @@ class LabConfig:
     suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
     install_missing: bool = True
+    bug: str | None = None
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNEL_SERIES:
@@ -62,6 +64,10 @@ class LabConfig:
             raise ChargetraceError(f"lab: --accel must be one of {', '.join(_ACCELS)}, not {self.accel!r}")
         if self.ringbuf_mb < 1 or self.jobs < 1 or self.timeout_s < 10 or self.smp < 1:
             raise ChargetraceError("lab: ringbuf_mb, jobs, smp must be >= 1 and timeout_s >= 10")
+        if self.bug is not None:
+            from .bugs import variant
+
+            variant(self.bug, self.kernel)  # unknown name or wrong series: fail before any build
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         if self.out_dir is not None:
             object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -69,9 +75,11 @@ class LabConfig:
     @property
     def run_dir(self) -> Path:
         """The host directory shared with the guest as ``/lab``."""
-        return self.out_dir if self.out_dir is not None else self.cache_dir / "runs" / self.kernel
+        if self.out_dir is not None:
+            return self.out_dir
+        return self.cache_dir / "runs" / (self.kernel + (f"-{self.bug}" if self.bug else ""))
 
     @property
     def trace_name(self) -> str:
         """File name of the guest's trace, e.g. ``hmm-tests-6.1.parquet``."""
-        return f"hmm-tests-{self.kernel}.parquet"
+        return f"hmm-tests-{self.kernel}{'-' + self.bug if self.bug else ''}.parquet"

@@ -20,6 +20,7 @@ from typing import Any
 
 from chargetrace.traces.errors import ChargetraceError
 
+from .bugs import build_variant, variant
 from .config import LabConfig
 from .hmmtests import HmmTestsResult, parse_hmm_tests
 from .kernel import KernelBuild, build_kernel
@@ -64,6 +65,12 @@ class LabResult:
     summary: TraceSummary | None = None
     replay: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+    #: A bug-variant run: the variant's name, and whether the replay named its expected rule.
+    bug: str | None = None
+    expected_rule_found: bool | None = None
+    #: What the kernel itself said (hmm-tests failures, WARN/BUG lines): a lab problem for a clean
+    #: kernel, an observation for a bug variant.
+    kernel_noticed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -93,10 +100,19 @@ def build_all(cfg: LabConfig) -> tuple[KernelBuild, Path, dict[str, float], dict
     t0 = time.monotonic()
     kb = build_kernel(source, cfg.cache_dir, jobs=cfg.jobs, log=log)
     timings["kernel"] = time.monotonic() - t0
+    variant_cached = None
+    if cfg.bug is not None:
+        t0 = time.monotonic()
+        kb = build_variant(kb, variant(cfg.bug, cfg.kernel), cfg.cache_dir, jobs=cfg.jobs, log=log)
+        timings["variant"] = time.monotonic() - t0
+        variant_cached = kb.cached
     rootfs, rootfs_cached, secs = prepare_rootfs(cfg.cache_dir, suite=cfg.suite, mirror=cfg.mirror, log=log)
     timings["rootfs"] = secs
     timings["rootfs_refresh"] = refresh_rootfs(rootfs, kb.modroot, kb.release, log=log)
-    return kb, rootfs, timings, {"kernel": kb.cached, "rootfs": rootfs_cached}
+    cached = {"kernel": kb.cached, "rootfs": rootfs_cached}
+    if variant_cached is not None:
+        cached["variant"] = variant_cached
+    return kb, rootfs, timings, cached
 
 
 def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
@@ -148,7 +164,7 @@ def run_lab(cfg: LabConfig) -> LabResult:
     out = share / "out"
     res = LabResult(kernel=cfg.kernel, release=kb.release, source_version=kb.source.version,
                     kernel_key=kb.key, config_sha256=config_sha, accel=accel, run_dir=share,
-                    record=cfg.record, timings=timings, cached=cached)
+                    record=cfg.record, timings=timings, cached=cached, bug=cfg.bug)
     res.guest_steps = _read_steps(out / "steps.txt")
     res.hmm_rc = _read_int(out / "hmm-tests.rc")
     if br.timed_out:
@@ -171,11 +187,14 @@ def run_lab(cfg: LabConfig) -> LabResult:
         res.problems.append(f"insmod test_hmm.ko failed (rc {res.insmod_rc})")
     if res.hmm_rc != 0 or not res.hmm.ok:
         dp = res.hmm.device_private
-        res.problems.append(f"hmm-tests failed: rc {res.hmm_rc}, {res.hmm.summary}, device_private {dp}")
+        res.kernel_noticed.append(f"hmm-tests failed: rc {res.hmm_rc}, {res.hmm.summary}, device_private {dp}")
     if res.hmm.device_private["pass"] == 0:
         res.problems.append("no device_private test passed")
     if res.dmesg:
-        res.problems.append(f"{len(res.dmesg)} WARN/BUG lines in dmesg, first: {res.dmesg[0]}")
+        res.kernel_noticed.append(f"{len(res.dmesg)} WARN/BUG lines in dmesg, first: {res.dmesg[0]}")
+    if cfg.bug is None:
+        # A clean kernel must pass its own tests quietly; a bug variant is expected not to.
+        res.problems += res.kernel_noticed
     if cfg.record:
         trace = out / cfg.trace_name
         if trace.exists():
@@ -200,6 +219,9 @@ def _check_trace(cfg: LabConfig, res: LabResult) -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "hmm_tests": {"rc": res.hmm_rc, "summary": res.hmm.summary, "totals": res.hmm.totals,
                       "device_private": res.hmm.device_private},
+        **({"bug_variant": {**variant(cfg.bug, cfg.kernel).provenance(),
+                            "kernel_said": {"hmm_tests": res.hmm.summary, "dmesg": res.dmesg[:20]}}}
+           if cfg.bug else {}),
     })
     res.summary = s = summarize(res.trace)
     if s.drops:
@@ -207,7 +229,13 @@ def _check_trace(cfg: LabConfig, res: LabResult) -> None:
     if s.missing_kinds:
         res.problems.append(f"no {', '.join(s.missing_kinds)} events in {res.trace.name}")
     res.replay = _replay(res.trace)
-    if res.replay["verdict"] != "balanced":
+    if cfg.bug is not None:
+        rule = variant(cfg.bug, cfg.kernel).rule
+        res.expected_rule_found = any(v.get("rule") == rule for v in res.replay["violations"])
+        if not res.expected_rule_found:
+            res.problems.append(f"bug variant {cfg.bug}: replay did not report {rule} "
+                                f"(verdict {res.replay['verdict']})")
+    elif res.replay["verdict"] != "balanced":
         res.problems.append(f"replay verdict {res.replay['verdict']}: {len(res.replay['violations'])} violation(s)"
                             f", {len(res.replay['inconclusive'])} inconclusive")
 

@@ -9,7 +9,9 @@ from .device import (
     ForkSharesDeviceFolios,
 )
 from .fault import MigrateBackNeverFails
+from .hierarchy import HierarchyCovered
 from .leaks import ReleasedAtExit
+from .lru import NoLruForUnchargedOrDevice
 from .migration import MigrationKeepsMemcg, MigrationPerEra
 from .reconcile import UsageReconciliation
 from .uncharge import Conservation
@@ -28,7 +30,9 @@ ALL_RULES = (
     DeviceChargeOnlyByInsertion,
     ReleasedAtExit,
     ForkSharesDeviceFolios,
+    NoLruForUnchargedOrDevice,
     AnonMappedNetsZero,
+    HierarchyCovered,
 )
 
 __all__ = ["ALL_RULES"]

@@ -1,0 +1,72 @@
+"""The bug-variant edits (lab/bugs.py): anchors must match exactly once or fail loudly; no build, no QEMU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chargetrace.lab.bugs import VARIANTS, BugVariant, Edit, apply_edits, variant
+from chargetrace.lab.config import DEFAULT_CACHE_DIR, LabConfig
+from chargetrace.traces.errors import ChargetraceError
+
+
+def _tree(tmp_path: Path, text: str) -> Path:
+    clean = tmp_path / "clean"
+    (clean / "mm").mkdir(parents=True)
+    (clean / "mm" / "f.c").write_text(text)
+    return clean
+
+
+_V = BugVariant(name="t", series="6.1", what="w", recreates="r", rule="R6",
+                edits=(Edit("mm/f.c", "\tuncharge(p);\n", "\tif (odd(p))\n\t\tuncharge(p);\n"),))
+
+
+def test_edit_is_written_to_the_out_tree_and_leaves_the_clean_file_alone(tmp_path: Path) -> None:
+    clean = _tree(tmp_path, "void f(p)\n{\n\tuncharge(p);\n}\n")
+    [out] = apply_edits(clean, tmp_path / "upper", _V)
+    assert out == tmp_path / "upper" / "mm" / "f.c"
+    assert out.read_text() == "void f(p)\n{\n\tif (odd(p))\n\t\tuncharge(p);\n}\n"
+    assert (clean / "mm" / "f.c").read_text() == "void f(p)\n{\n\tuncharge(p);\n}\n"
+
+
+@pytest.mark.parametrize("text,why", [("void f(p)\n{\n\tcharge(p);\n}\n", "missing from"),
+                                      ("\tuncharge(p);\n\tuncharge(p);\n", "ambiguous in")])
+def test_missing_or_ambiguous_anchor_fails_loudly(tmp_path: Path, text: str, why: str) -> None:
+    clean = _tree(tmp_path, text)
+    with pytest.raises(ChargetraceError, match=f"bug t: anchor {why} mm/f.c"):
+        apply_edits(clean, tmp_path / "upper", _V)
+    assert not (tmp_path / "upper" / "mm" / "f.c").exists()
+
+
+def test_unknown_variant_or_wrong_series_is_refused_before_any_build() -> None:
+    with pytest.raises(ChargetraceError, match="unknown bug variant"):
+        LabConfig(kernel="6.1", bug="no-such-bug")
+    wrong = next(v for v in VARIANTS.values() if v.series == "6.1")
+    with pytest.raises(ChargetraceError, match="written for kernel 6.1"):
+        variant(wrong.name, "6.12")
+
+
+def test_variant_key_changes_with_the_edit() -> None:
+    other = BugVariant(**{**_V.__dict__, "edits": (Edit("mm/f.c", "\tuncharge(p);\n", "\t;\n"),)})
+    assert _V.key() != other.key() and len(_V.key()) == 12
+
+
+def test_bug_run_has_its_own_run_dir_and_trace_name() -> None:
+    name = next(iter(VARIANTS))
+    cfg = LabConfig(kernel=VARIANTS[name].series, bug=name, cache_dir=Path("/c"))
+    assert cfg.run_dir == Path("/c/runs") / f"{cfg.kernel}-{name}"
+    assert cfg.trace_name == f"hmm-tests-{cfg.kernel}-{name}.parquet"
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_anchor_matches_the_cached_debian_source(name: str, tmp_path: Path) -> None:
+    v = VARIANTS[name]
+    trees = sorted((DEFAULT_CACHE_DIR / "kernel").glob(f"{v.series}.*-*/linux-source-{v.series}"))
+    if not trees:
+        pytest.skip(f"no cached linux-source-{v.series} tree under {DEFAULT_CACHE_DIR}/kernel "
+                    f"(run 'chargetrace lab build --kernel {v.series}')")
+    written = apply_edits(trees[0], tmp_path, v)
+    assert len(written) == len(v.edits)
+    for e, out in zip(v.edits, written):
+        assert e.replacement in out.read_text()
