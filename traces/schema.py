@@ -98,7 +98,7 @@ KINDS: dict[str, str] = {
     "split": "large folio split (folio = head, nr_pages = pages before, value = pages per new folio)",
     "memcg_stat": "memcg counter tracepoint (memcg, item = counter name, value = delta)",
     "usage": "sample of a memcg's usage (item = file name, value = bytes)",
-    "lru_insert": "folio put on an LRU list (memcg = folio's memcg then, 0 = uncharged; value = LRU list)",
+    "lru_insert": "folio put on an LRU list (memcg = folio's memcg then, 0 = uncharged)",
     "fork": "process fork (pid = parent, value = child pid)",
     "exit": "task exit (value = 1 when the whole thread group is gone)",
     "lost": "events dropped (cpu, value = count, span_ns = window ending at ts_ns)",
