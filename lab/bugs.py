@@ -120,7 +120,68 @@ _V61_HOLE_CHARGE_LEAK = BugVariant(
     ),),
 )
 
-VARIANTS: dict[str, BugVariant] = {v.name: v for v in (_V61_DEVICE_FREE_NO_UNCHARGE, _V61_HOLE_CHARGE_LEAK)}
+_V61_DEVICE_MIGRATE_UNCHARGED = BugVariant(
+    name="device-migrate-uncharged",
+    series="6.1",
+    what="mem_cgroup_migrate() leaves a ZONE_DEVICE destination uncharged, so anonymous memory migrated to the "
+         "device leaves its memcg's accounting (and comes back to RAM uncharged)",
+    recreates='the accounting gap that c733a82874a7 "mm/memcontrol: support MEMORY_DEVICE_PRIVATE" (4.14) closed: '
+              'device-private pages not charged to the memcg of the memory they replace',
+    rule="R4",
+    edits=(Edit(
+        path="mm/memcontrol.c",
+        anchor="\tif (mem_cgroup_disabled())\n\t\treturn;\n\n\t/* Page cache replacement: new folio already charged? */\n",
+        replacement="\tif (mem_cgroup_disabled())\n\t\treturn;\n\n"
+                    "\t/* chargetrace lab bug device-migrate-uncharged */\n"
+                    "\tif (folio_is_zone_device(new))\n\t\treturn;\n\n"
+                    "\t/* Page cache replacement: new folio already charged? */\n",
+    ),),
+)
+
+# 6.12 (transfer era, 85ce2c517ade): Debian's 6.12 carries the stable backport of 41cddf83d8b0.
+_V612_LRU_UNCHARGED = BugVariant(
+    name="lru-uncharged",
+    series="6.12",
+    what="migrate_device_finalize() puts the source folio back on the LRU with folio_putback_lru() after "
+         "mem_cgroup_migrate() moved its charge away (memcg_data 0), as before 41cddf83d8b0",
+    recreates='41cddf83d8b0 "mm/migrate_device: don\'t add folio to be freed to LRU in migrate_device_finalize()" '
+              '(the code it replaced, from 8763cb45ab96 "mm/migrate: new memory migration helper for use with '
+              'device memory")',
+    rule="R12",
+    edits=(Edit(
+        path="mm/migrate_device.c",
+        anchor="\t\tif (!folio_is_zone_device(dst))\n\t\t\tfolio_add_lru(dst);\n"
+               "\t\tremove_migration_ptes(src, dst, 0);\n\t\tfolio_unlock(src);\n\t\tfolio_put(src);\n\n"
+               "\t\tif (dst != src) {\n\t\t\tfolio_unlock(dst);\n\t\t\tfolio_put(dst);\n\t\t}\n",
+        replacement="\t\t/* chargetrace lab bug lru-uncharged */\n"
+                    "\t\tremove_migration_ptes(src, dst, 0);\n\t\tfolio_unlock(src);\n"
+                    "\t\tif (folio_is_zone_device(src))\n\t\t\tfolio_put(src);\n"
+                    "\t\telse\n\t\t\tfolio_putback_lru(src);\n\n"
+                    "\t\tif (dst != src) {\n\t\t\tfolio_unlock(dst);\n"
+                    "\t\t\tif (folio_is_zone_device(dst))\n\t\t\t\tfolio_put(dst);\n"
+                    "\t\t\telse\n\t\t\t\tfolio_putback_lru(dst);\n\t\t}\n",
+    ),),
+)
+
+_V612_TRANSFER_KEEPS_OLD = BugVariant(
+    name="transfer-keeps-old",
+    series="6.12",
+    what="mem_cgroup_migrate() commits the new folio to the memcg but leaves the old folio's memcg_data set, "
+         "so the old folio's free uncharges the same pages again (page_counter underflow class)",
+    recreates='85ce2c517ade "memcontrol: only transfer the memcg data for migration" (6.7) with its '
+              '"old->memcg_data = 0" left out',
+    rule="R3",
+    edits=(Edit(
+        path="mm/memcontrol.c",
+        anchor="\tWARN_ON_ONCE(folio_unqueue_deferred_split(old));\n\told->memcg_data = 0;\n",
+        replacement="\tWARN_ON_ONCE(folio_unqueue_deferred_split(old));\n"
+                    "\t/* chargetrace lab bug transfer-keeps-old: old->memcg_data stays set */\n",
+    ),),
+)
+
+VARIANTS: dict[str, BugVariant] = {v.name: v for v in (
+    _V61_DEVICE_FREE_NO_UNCHARGE, _V61_HOLE_CHARGE_LEAK, _V61_DEVICE_MIGRATE_UNCHARGED,
+    _V612_LRU_UNCHARGED, _V612_TRANSFER_KEEPS_OLD)}
 
 
 def variant(name: str, series: str) -> BugVariant:
