@@ -264,21 +264,34 @@ def lab() -> None:
 @click.option("--timeout", "timeout_s", type=int, default=1200, show_default=True, help="QEMU hard limit, s.")
 @click.option("--jobs", "-j", type=int, default=None, help="make -j for the kernel build.")
 @_BUG_OPT
+@click.option("--workload", default=None, metavar="CMD",
+              help="Run this shell command (recorded) in the guest instead of hmm-tests, in /lab/work.")
+@click.option("--workload-file", "workload_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A file copied into the guest's /lab/work (repeatable).")
+@click.option("--memory-max", type=int, default=None, metavar="BYTES",
+              help="memory.max of the recorded memcg, set before the command starts.")
 @user_errors
-def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jobs, bug) -> None:
+def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jobs, bug, workload, workload_files,
+            memory_max) -> None:
     """Build (or reuse) the lab, boot it and run hmm-tests; exit 1 if the run is not clean
     (with --bug: if the replay does not name the variant's expected rule)."""
     from chargetrace.lab import run_lab
 
     cfg = _lab_config(kernel=kernel, cache_dir=cache_dir, out_dir=out_dir, accel=accel, record=record,
-                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs, bug=bug)
+                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs, bug=bug, workload=workload,
+                      workload_files=tuple(workload_files) or None, memory_max=memory_max)
     res = run_lab(cfg)
     dp = res.hmm.device_private
     click.echo(f"kernel {res.release} (linux-source {res.source_version}, key {res.kernel_key}, "
                f"config {res.config_sha256}), accel {res.accel}")
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items()))
-    click.echo(f"hmm-tests: rc {res.hmm_rc}, {res.hmm.summary}, totals {res.hmm.totals}, "
-               f"device_private pass {dp['pass']} fail {dp['fail']} skip {dp['skip']}")
+    if res.workload_rc is not None:
+        click.echo(f"workload: rc {res.workload_rc}; OOM reports in dmesg: {res.oom_reports}")
+        for line in res.workload_output:
+            click.echo(f"  | {line}")
+    else:
+        click.echo(f"hmm-tests: rc {res.hmm_rc}, {res.hmm.summary}, totals {res.hmm.totals}, "
+                   f"device_private pass {dp['pass']} fail {dp['fail']} skip {dp['skip']}")
     if res.summary is not None:
         click.echo(f"trace: {res.trace}: {res.summary.events} events, drops {res.summary.drops}, "
                    f"era {res.summary.era.get('migrate')}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,16 +31,35 @@ from .qemu import boot, kvm_usable, pick_accel, qemu_argv
 from .rootfs import GUEST_INIT, prepare_rootfs, refresh_rootfs
 from .trace import TraceSummary, add_provenance, summarize
 
-__all__ = ["LabResult", "build_all", "clean_cache", "dmesg_problems", "run_lab"]
+__all__ = ["LabResult", "build_all", "clean_cache", "dmesg_oom_reports", "dmesg_problems", "run_lab"]
 
 # Kernel log lines that mean the run is not clean (mm/ WARN_ON, BUG_ON, oopses, lockdep).
 _DMESG_BAD = re.compile(r"WARNING:|BUG:|kernel BUG|Oops|general protection fault|Call Trace:|"
                         r"page_counter underflow|possible recursive locking|RCU stall")
+# An OOM report (mm/oom_kill.c dump_header(): "<comm> invoked oom-killer: ...", a stack dump, the
+# memcg's state, then "oom-kill:..." / "Memory cgroup out of memory: Killed process ...") is the
+# kernel doing its job under a limit, not a WARN/BUG: its stack dump is not a problem.
+_OOM_START = re.compile(r"invoked oom-killer:")
+_OOM_END = re.compile(r"Memory cgroup out of memory|Out of memory|oom_reaper:|oom-kill:constraint")
 
 
 def dmesg_problems(text: str) -> list[str]:
-    """The kernel log lines that indicate a WARN/BUG/oops."""
-    return [line.strip() for line in text.splitlines() if _DMESG_BAD.search(line)]
+    """The kernel log lines that indicate a WARN/BUG/oops (OOM reports excluded)."""
+    bad: list[str] = []
+    in_oom = False
+    for line in text.splitlines():
+        if _OOM_START.search(line):
+            in_oom = True
+        elif in_oom and _OOM_END.search(line):
+            in_oom = False
+        elif not in_oom and _DMESG_BAD.search(line):
+            bad.append(line.strip())
+    return bad
+
+
+def dmesg_oom_reports(text: str) -> int:
+    """How many OOM-killer reports the kernel log holds."""
+    return sum(1 for line in text.splitlines() if _OOM_START.search(line))
 
 
 @dataclass
@@ -71,6 +91,11 @@ class LabResult:
     #: What the kernel itself said (hmm-tests failures, WARN/BUG lines): a lab problem for a clean
     #: kernel, an observation for a bug variant.
     kernel_noticed: list[str] = field(default_factory=list)
+    #: OOM-killer reports in the guest's kernel log (expected under --memory-max).
+    oom_reports: int = 0
+    #: A --workload run: the command's exit status and the tail of its output.
+    workload_rc: int | None = None
+    workload_output: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -123,8 +148,17 @@ def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
     shutil.copy2(kb.test_hmm_ko, share / "test_hmm.ko")
     shutil.copy2(kb.hmm_tests, share / "hmm-tests")
     (share / "run.sh").write_bytes(resources.files("chargetrace.lab").joinpath("guest/run.sh").read_bytes())
-    (share / "job.env").write_text(
-        f"MODE={'record' if cfg.record else 'plain'}\nTRACE={cfg.trace_name}\nRINGBUF_MB={cfg.ringbuf_mb}\n")
+    work = share / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    for f in cfg.workload_files:
+        shutil.copy2(f, work / f.name)
+    env = f"MODE={'record' if cfg.record else 'plain'}\nTRACE={cfg.trace_name}\nRINGBUF_MB={cfg.ringbuf_mb}\n"
+    if cfg.workload:
+        env += f"WORKLOAD={shlex.quote(cfg.workload)}\n"
+    if cfg.memory_max is not None:
+        env += f"MEMORY_MAX={cfg.memory_max}\n"
+    (share / "job.env").write_text(env)
     return share
 
 
@@ -166,30 +200,32 @@ def run_lab(cfg: LabConfig) -> LabResult:
                     kernel_key=kb.key, config_sha256=config_sha, accel=accel, run_dir=share,
                     record=cfg.record, timings=timings, cached=cached, bug=cfg.bug)
     res.guest_steps = _read_steps(out / "steps.txt")
-    res.hmm_rc = _read_int(out / "hmm-tests.rc")
+    rc = _read_int(out / f"{cfg.command_name}.rc")
     if br.timed_out:
         raise ChargetraceError(f"lab: guest did not power off within {cfg.timeout_s}s; console: "
                                f"{tail(br.console, 3)}")
-    if res.hmm_rc is None:
-        raise ChargetraceError(f"lab: guest ended (qemu exit {br.returncode}) without running hmm-tests; "
+    if rc is None:
+        raise ChargetraceError(f"lab: guest ended (qemu exit {br.returncode}) without running {cfg.command_name}; "
                                f"console: {tail(br.console, 3)}; run.log: {tail(out / 'run.log', 3)}")
     res.insmod_rc = _read_int(out / "insmod.rc")
     try:
-        res.hmm = parse_hmm_tests((out / "hmm-tests.log").read_text(errors="replace"))
-    except OSError:
-        pass
-    try:
-        res.dmesg = dmesg_problems((out / "dmesg.txt").read_text(errors="replace"))
+        kernel_log = (out / "dmesg.txt").read_text(errors="replace")
+        res.dmesg = dmesg_problems(kernel_log)
+        res.oom_reports = dmesg_oom_reports(kernel_log)
     except OSError:
         res.problems.append("no dmesg.txt from the guest")
-
     if res.insmod_rc != 0:
         res.problems.append(f"insmod test_hmm.ko failed (rc {res.insmod_rc})")
-    if res.hmm_rc != 0 or not res.hmm.ok:
-        dp = res.hmm.device_private
-        res.kernel_noticed.append(f"hmm-tests failed: rc {res.hmm_rc}, {res.hmm.summary}, device_private {dp}")
-    if res.hmm.device_private["pass"] == 0:
-        res.problems.append("no device_private test passed")
+    if cfg.workload:
+        res.workload_rc = rc
+        try:
+            res.workload_output = (out / "workload.log").read_text(errors="replace").splitlines()[-20:]
+        except OSError:
+            pass
+        if rc != 0:
+            res.problems.append(f"the workload exited with status {rc}")
+    else:
+        _hmm_results(res, rc, out)
     if res.dmesg:
         res.kernel_noticed.append(f"{len(res.dmesg)} WARN/BUG lines in dmesg, first: {res.dmesg[0]}")
     if cfg.bug is None:
@@ -207,6 +243,19 @@ def run_lab(cfg: LabConfig) -> LabResult:
     return res
 
 
+def _hmm_results(res: LabResult, rc: int, out: Path) -> None:
+    res.hmm_rc = rc
+    try:
+        res.hmm = parse_hmm_tests((out / "hmm-tests.log").read_text(errors="replace"))
+    except OSError:
+        pass
+    if res.hmm_rc != 0 or not res.hmm.ok:
+        dp = res.hmm.device_private
+        res.kernel_noticed.append(f"hmm-tests failed: rc {res.hmm_rc}, {res.hmm.summary}, device_private {dp}")
+    if res.hmm.device_private["pass"] == 0:
+        res.problems.append("no device_private test passed")
+
+
 def _check_trace(cfg: LabConfig, res: LabResult) -> None:
     assert res.trace is not None
     add_provenance(res.trace, {
@@ -215,10 +264,15 @@ def _check_trace(cfg: LabConfig, res: LabResult) -> None:
         "kernel_source": f"linux-source-{cfg.kernel} {res.source_version}",
         "config_sha256": res.config_sha256,
         "lab_kernel_key": res.kernel_key,
-        "command": f"chargetrace record -o /lab/out/{cfg.trace_name} --ringbuf-mb {cfg.ringbuf_mb} -- hmm-tests",
+        "command": f"chargetrace record -o /lab/out/{cfg.trace_name} --ringbuf-mb {cfg.ringbuf_mb} -- "
+                   + (cfg.workload or "hmm-tests"),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hmm_tests": {"rc": res.hmm_rc, "summary": res.hmm.summary, "totals": res.hmm.totals,
-                      "device_private": res.hmm.device_private},
+        **({"workload": {"command": cfg.workload, "rc": res.workload_rc, "output": res.workload_output}}
+           if cfg.workload else
+           {"hmm_tests": {"rc": res.hmm_rc, "summary": res.hmm.summary, "totals": res.hmm.totals,
+                          "device_private": res.hmm.device_private}}),
+        **({"memory_max": cfg.memory_max} if cfg.memory_max is not None else {}),
+        "oom_reports_in_dmesg": res.oom_reports,
         **({"bug_variant": {**variant(cfg.bug, cfg.kernel).provenance(),
                             "kernel_said": {"hmm_tests": res.hmm.summary, "dmesg": res.dmesg[:20]}}}
            if cfg.bug else {}),
@@ -226,7 +280,7 @@ def _check_trace(cfg: LabConfig, res: LabResult) -> None:
     res.summary = s = summarize(res.trace)
     if s.drops:
         res.problems.append(f"the recorder dropped {s.drops} events")
-    if s.missing_kinds:
+    if s.missing_kinds and not cfg.workload:
         res.problems.append(f"no {', '.join(s.missing_kinds)} events in {res.trace.name}")
     res.replay = _replay(res.trace)
     if cfg.bug is not None:

@@ -70,3 +70,42 @@ def test_every_variant_anchor_matches_the_cached_debian_source(name: str, tmp_pa
     assert len(written) == len(v.edits)
     for e, out in zip(v.edits, written):
         assert e.replacement in out.read_text()
+
+
+# --- workloads, limits, OOM reports ---------------------------------------------------------------
+
+_OOM_LOG = """[   90.1] limit_migrate invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=1000
+[   90.1] CPU: 1 PID: 301 Comm: limit_migrate Not tainted 6.1.192 #1
+[   90.1] Call Trace:
+[   90.1]  <TASK>
+[   90.1]  dump_stack_lvl+0x44/0x5c
+[   90.1] memory: usage 65536kB, limit 65536kB, failcnt 12
+[   90.1] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,task=limit_migrate
+[   90.1] Memory cgroup out of memory: Killed process 301 (limit_migrate) total-vm:70000kB
+[   95.0] WARNING: CPU: 0 PID: 12 at mm/page_counter.c:60 page_counter_cancel+0x5e/0x70
+[   95.0] Call Trace:
+"""
+
+
+def test_dmesg_tells_oom_reports_from_warn_and_bug() -> None:
+    from chargetrace.lab.run import dmesg_oom_reports, dmesg_problems
+
+    assert dmesg_oom_reports(_OOM_LOG) == 1
+    assert dmesg_problems(_OOM_LOG) == [
+        "[   95.0] WARNING: CPU: 0 PID: 12 at mm/page_counter.c:60 page_counter_cancel+0x5e/0x70",
+        "[   95.0] Call Trace:",
+    ]
+
+
+def test_workload_config(tmp_path: Path) -> None:
+    f = tmp_path / "w"
+    f.write_text("x")
+    cfg = LabConfig(kernel="6.1", workload="./w 1", workload_files=(f,), memory_max=1 << 24, cache_dir=tmp_path)
+    assert cfg.trace_name == "workload-6.1.parquet" and cfg.command_name == "workload"
+    assert cfg.run_dir == tmp_path / "runs" / "6.1-workload"
+    with pytest.raises(ChargetraceError, match="needs --workload"):
+        LabConfig(kernel="6.1", workload_files=(f,))
+    with pytest.raises(ChargetraceError, match="does not exist"):
+        LabConfig(kernel="6.1", workload="x", workload_files=(tmp_path / "missing",))
+    with pytest.raises(ChargetraceError, match="needs --record"):
+        LabConfig(kernel="6.1", memory_max=1 << 24, record=False)
