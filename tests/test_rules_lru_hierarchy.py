@@ -84,3 +84,25 @@ def test_r14_fires_when_children_exceed_their_parent(replay_rows):
     report = replay_rows(rows, _hier_meta())
     hits = [v for v in report.violations if v.rule == "R14"]
     assert len(hits) == 1 and hits[0].memcg == MEMCG and hits[0].seq == 4
+
+
+# -- R9: an aborted hole insertion whose charge is never released (lab variant hole-charge-leak) ----
+
+def _hole(memcg_at_free):
+    return rows_of(("migrate_setup", {"item": "migrate_vma_setup"}),
+                   ("charge", {"folio": D, "memcg": MEMCG, "nr_pages": 1}),
+                   ("migrate_pages", {"item": "migrate_vma_pages", "value": 0}),
+                   ("migrate_finalize", {"item": "migrate_vma_finalize"}),
+                   ("device_free", {"folio": D, "memcg": memcg_at_free, "nr_pages": 1, "value": 0}),
+                   *([("uncharge", {"folio": D, "memcg": MEMCG, "nr_pages": 1})] if memcg_at_free else []))
+
+
+def test_r9_aborted_hole_insertion_released_by_its_free_is_fine(replay_rows):
+    assert rules_of(replay_rows(_hole(MEMCG), meta_for("force"))) == []
+
+
+def test_r9_fires_when_an_aborted_hole_insertion_keeps_its_charge(replay_rows):
+    report = replay_rows(_hole(0), meta_for("force"))
+    assert rules_of(report) == ["R9"]
+    f = report.violations[0]
+    assert f.folio == D and f.memcg == MEMCG and f.seq == 4 and f.related_seqs == [1]

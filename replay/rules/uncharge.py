@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..automaton import Rule
 from ..eras import TRANSFER
 from ..events import Event
-from ..model import VIA_FORCE, VIA_TRANSFER, VIA_TRANSFERRED_AWAY
+from ..model import VIA_CHARGE, VIA_FORCE, VIA_TRANSFER, VIA_TRANSFERRED_AWAY
 
 __all__ = ["Conservation"]
 
@@ -86,6 +86,16 @@ class Conservation(Rule):
                 f"source of the force-charged migration at seq {state.migrated_seq} has no charge "
                 f"left when freed (transfer semantics?) while the era profile is {rule.ctx.era.name}",
                 since_ts_ns=state.ts_ns, related=[state.migrated_seq], rule="R4",
+            )
+        elif ev.folio in rule.model.device_folios and state.via == VIA_CHARGE:
+            # A device-private folio is charged only by a hole insertion (R9); when the insertion
+            # aborts, the charge stays on the destination and finalize's free must release it
+            # (migrate_vma_insert_page(), mm/migrate_device.c, 5.8+).
+            rule.report(
+                ev, ev.folio, state.memcg,
+                f"the charge of this device-private folio's hole insertion (seq {state.seq}, memcg "
+                f"{state.memcg}) was never uncharged: the kernel found no charge at its {ev.kind}",
+                since_ts_ns=state.ts_ns, related=[state.seq], rule="R9",
             )
         elif rule.ctx.era.migrate == TRANSFER:
             # From 6.7 only mem_cgroup_migrate() clears a charge without an uncharge.
