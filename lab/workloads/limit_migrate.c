@@ -10,6 +10,10 @@
  *      charged and cannot be reclaimed; with nothing killable the write returns over the limit);
  *   5. read every device page back with the CPU: each fault migrates the page to RAM, which
  *      Documentation/mm/hmm.rst promises never fails on the memcg limit (R8).
+ * After step 4 nothing may be charged the ordinary way (no malloc, no fopen, no new stack or heap
+ * page): such a charge would find the memcg over its limit with nothing killable and the fault
+ * would retry forever. So the files it reads later are opened before, and the shell that started
+ * it is protected from the OOM killer like itself.
  * Exit 0 when every page came back with its contents; prints what it saw.
  * Usage: limit_migrate NDEV NHOG [MAX_BYTES]   (MAX_BYTES: memory.max before step 3, default 64 MiB)
  * The ioctl ABI is lib/test_hmm_uapi.h (the same in 6.1 and 6.12). */
@@ -30,11 +34,18 @@ struct hmm_dmirror_cmd {
 };
 #define HMM_DMIRROR_MIGRATE_TO_DEV _IOWR('H', 0x02, struct hmm_dmirror_cmd)
 
-static char cg[600];
+static char cg[256];
 
 static void cgfile(const char *name, char *out, size_t n)
 {
 	snprintf(out, n, "/sys/fs/cgroup%s/%s", cg, name);
+}
+
+static long long readfd(int fd)
+{
+	char buf[64] = "";
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	return n > 0 ? atoll(buf) : -1;
 }
 
 static long long readll(const char *name)
@@ -97,7 +108,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	writes("/proc/self/oom_score_adj", "-1000");
-	char p[600], v[64];
+	char p[600], v[64], pp[64];
+	snprintf(pp, sizeof(pp), "/proc/%d/oom_score_adj", (int)getppid());
+	writes(pp, "-1000"); /* the shell that ran us, if it is still there */
 	cgfile("memory.max", p, sizeof(p));
 	snprintf(v, sizeof(v), "%lld", maxb);
 	if (writes(p, v)) {
@@ -141,17 +154,28 @@ int main(int argc, char **argv)
 	printf("hog child: %s %d\n", WIFSIGNALED(st) ? "killed by signal" : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 	events("after hog");
 
-	long long usage = readll("memory.current");
+	char cur[600], mx[600];
+	cgfile("memory.current", cur, sizeof(cur));
+	cgfile("memory.max", mx, sizeof(mx));
+	int curfd = open(cur, O_RDONLY), maxfd = open(mx, O_RDWR);
+	long long usage = readfd(curfd);
 	snprintf(v, sizeof(v), "%lld", usage / 2);
-	int r = writes(p, v);
-	printf("memory.max lowered to %lld (usage %lld): %s; usage now %lld\n", usage / 2, usage,
-	       r ? strerror(-r) : "ok", readll("memory.current"));
+	int r = write(maxfd, v, strlen(v)) < 0 ? -errno : 0;
+	long long after = readfd(curfd), limit = readfd(maxfd);
 
 	long bad = 0;
 	for (long i = 0; i < ndev; i++)
 		bad += buf[i * ps] != (unsigned char)(i * 7 + 1);
-	printf("read back %ld pages from device memory, %ld wrong; usage %lld, memory.max %lld\n", ndev, bad,
-	       readll("memory.current"), readll("memory.max"));
+	long long end = readfd(curfd);
+	/* Only now print: stdout's buffer exists since the first printf, a line is no new charge. */
+	printf("memory.max lowered to %lld (usage %lld): %s; usage then %lld, memory.max %lld\n", usage / 2, usage,
+	       r ? strerror(-r) : "ok", after, limit);
+	printf("read back %ld pages from device memory, %ld wrong; usage %lld (memory.max %lld)\n", ndev, bad,
+	       end, limit);
+	/* Raise the limit again before anything else allocates (exit, the events read). */
+	snprintf(v, sizeof(v), "max");
+	if (write(maxfd, v, strlen(v)) < 0)
+		perror("limit_migrate: restore memory.max");
 	events("end");
 	return bad ? 1 : 0;
 }
