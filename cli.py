@@ -1,7 +1,8 @@
 """chargetrace command line: parse, call, print.
 
 Exit codes: 0 balanced (or success), 1 violations, 2 bad input or usage,
-3 inconclusive (events were lost where a finding depends on them).
+3 inconclusive (events were lost where a finding depends on them);
+`record -- CMD` exits with CMD's status (128+N for signal N).
 """
 
 from __future__ import annotations
@@ -179,22 +180,28 @@ def anonymize(trace: Path, out: Path) -> None:
 @click.option("--transport", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto", show_default=True)
 @click.option("--events", default=None, help="Comma-separated logical events to record (default: all).")
 @click.option("--quiet", is_flag=True, help="No status line.")
+@click.option("--exit-wait", type=float, default=2.0, show_default=True,
+              help="Seconds to wait, after CMD exits, for the rest of the scope's tasks.")
 @click.option("--skip-how", multiple=True, type=click.Choice(["tracepoint", "raw_tp", "fentry", "kprobe"]),
               hidden=True, help="Do not use this attach kind (tests the fallbacks).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @user_errors
 def record(output: Path, pid: int | None, cgroup: str | None, duration: float | None, ringbuf_mb: float,
-           transport: str, events: str | None, quiet: bool, skip_how: tuple[str, ...],
+           transport: str, events: str | None, quiet: bool, exit_wait: float, skip_how: tuple[str, ...],
            command: tuple[str, ...]) -> None:
-    """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide."""
+    """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide.
+
+    With CMD, exits with CMD's status (128+N for signal N); a signal before
+    CMD ran leaves no trace and exits 2."""
     from chargetrace.tracer.recorder import RecordConfig, Recording
 
     config = RecordConfig(
         output=output, command=list(command), pid=pid, cgroup=cgroup, duration=duration,
         ringbuf_mb=ringbuf_mb, transport=transport, status=not quiet,
         events=set(events.split(",")) if events else None, skip_how=frozenset(skip_how),
-        argv=["chargetrace", *sys.argv[1:]],
+        exit_wait=exit_wait, argv=["chargetrace", *sys.argv[1:]],
     )
+    config.validate()
     if config.scope_kind == "system" and duration is None:
         click.echo("chargetrace: recording system-wide until Ctrl-C", err=True)
     with Recording(config) as rec:
@@ -205,8 +212,15 @@ def record(output: Path, pid: int | None, cgroup: str | None, duration: float | 
         result = rec.run()
     if not quiet and sys.stderr.isatty():
         click.echo("", err=True)
+    scope = result.meta.scope
     status = "" if result.exit_status is None else f", command exit status {result.exit_status}"
+    if scope.oom_kills:
+        status += f", OOM killed {scope.oom_kills} task(s) in the scope"
+    if scope.tasks_left:
+        status += f", {len(scope.tasks_left)} task(s) outlived the command ({', '.join(t['comm'] for t in scope.tasks_left)})"
     click.echo(f"{result.path}: {result.events} events, {result.drops} dropped{status}", err=True)
+    if result.exit_status:
+        sys.exit(result.exit_status)
 
 
 @main.command()
@@ -225,7 +239,7 @@ def probes() -> None:
         if c.variant is not None:
             click.echo(f"{c.event:<{width}}  {c.variant.probe}  [{c.variant.how}]")
         else:
-            click.echo(f"{c.event:<{width}}  none: {'; '.join(c.reasons)}")
+            click.echo(f"{c.event:<{width}}  none: {c.as_meta()['reason']}")
 
 
 # ==== end of tracer commands ================================================

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: Version of the layout written by this release.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Oldest version this release still reads (by column name).
 OLDEST_READABLE_VERSION = 1
 
@@ -99,6 +99,7 @@ KINDS: dict[str, str] = {
     "memcg_stat": "memcg counter tracepoint (memcg, item = counter name, value = delta)",
     "usage": "sample of a memcg's usage (item = file name, value = bytes)",
     "lru_insert": "folio put on an LRU list (memcg = folio's memcg then, 0 = uncharged)",
+    "memstat": "sample of one memory.stat key (memcg, item = key as the file spells it, value as printed)",
     "fork": "process fork (pid = parent, value = child pid)",
     "exit": "task exit (value = 1 when the whole thread group is gone)",
     "lost": "events dropped (cpu, value = count, span_ns = window ending at ts_ns)",
