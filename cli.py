@@ -1,7 +1,9 @@
 """chargetrace command line: parse, call, print.
 
 Exit codes: 0 balanced (or success), 1 violations, 2 bad input or usage,
-3 inconclusive (events were lost where a finding depends on them);
+3 inconclusive (events were lost where a finding depends on them, or the
+recording could not see all of its scope), 4 unchecked (no rule checked
+anything of substance: see README "Verdicts and exit codes");
 `record -- CMD` exits with CMD's status (128+N for signal N).
 """
 
@@ -82,7 +84,9 @@ def main(debug: bool) -> None:
 def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int) -> None:
     """Replay TRACE against the reference accounting model.
 
-    Exit 0 balanced, 1 violations, 3 inconclusive, 2 bad input.
+    Exit 0 balanced, 1 violations, 2 bad input, 3 inconclusive, 4 unchecked
+    (no rule checked anything of substance: no charge/uncharge/transfer/device
+    event and no non-zero counter check).
     """
     from chargetrace.replay import ReplayConfig
     from chargetrace.replay import replay as run_replay

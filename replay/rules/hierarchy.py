@@ -36,8 +36,8 @@ class HierarchyCovered(Rule):
 
     def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
         super().__init__(ctx)
-        entries = getattr(ctx.meta.scope, "memcgs", None) or []
-        self.parent = {int(e["memcg"]): int(e.get("parent") or 0) for e in entries if e.get("memcg")}
+        # The hierarchy as the recorder listed it (scope.memcgs), read once by replay/scope.py.
+        self.parent = dict(ctx.scope.parents)
         self._set: dict[int, tuple[int, int, int]] = {}  # memcg -> (seq, ts, bytes)
         self._last_seq = -2
 
@@ -65,7 +65,7 @@ class HierarchyCovered(Rule):
         page = self.ctx.meta.page_size or 4096
         per_child = _CHARGE_BATCH * max(self.ctx.meta.ncpus, 1) * page
         for p, kids in sorted(children.items()):
-            self.checked += 1
+            self.check()
             seq, ts, have = self._set[p]
             total = sum(self._set[k][2] for k in kids)
             if have + per_child * len(kids) < total:

@@ -30,7 +30,7 @@ class NoLruForUnchargedOrDevice(Rule):
     needs = ("lru_insert",)
 
     def on_lru_insert(self, ev: Event) -> None:
-        self.checked += 1
+        self.check(ev.nr_pages or 1)
         if ev.folio in self.model.device_folios:
             self.report(ev, ev.folio, ev.memcg, "device-private folio put on an LRU list "
                         "(ZONE_DEVICE folios never go on an LRU)")
