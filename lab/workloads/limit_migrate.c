@@ -13,7 +13,9 @@
  * After step 4 nothing may be charged the ordinary way (no malloc, no fopen, no new stack or heap
  * page): such a charge would find the memcg over its limit with nothing killable and the fault
  * would retry forever. So the files it reads later are opened before, and the shell that started
- * it is protected from the OOM killer like itself.
+ * it is protected from the OOM killer like itself. Its file-backed mappings (the program's text)
+ * are mlock()ed first: lowering memory.max reclaims page cache, and a text page read back in is
+ * an ordinary charge that would fail forever.
  * Exit 0 when every page came back with its contents; prints what it saw.
  * Usage: limit_migrate NDEV NHOG [MAX_BYTES]   (MAX_BYTES: memory.max before step 3, default 64 MiB)
  * The ioctl ABI is lib/test_hmm_uapi.h (the same in 6.1 and 6.12). */
@@ -68,6 +70,21 @@ static int writes(const char *path, const char *val)
 	int r = write(fd, val, strlen(val)) < 0 ? -errno : 0;
 	close(fd);
 	return r;
+}
+
+/* mlock every file-backed mapping (this static binary's text and data). */
+static void lock_file_mappings(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char path[256] = "";
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %255s", &lo, &hi, path) == 3 && path[0] == '/')
+			if (mlock((void *)lo, hi - lo))
+				perror("limit_migrate: mlock");
+	}
+	if (f) fclose(f);
 }
 
 static void events(const char *when)
@@ -154,6 +171,7 @@ int main(int argc, char **argv)
 	printf("hog child: %s %d\n", WIFSIGNALED(st) ? "killed by signal" : "exited", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 	events("after hog");
 
+	lock_file_mappings();
 	char cur[600], mx[600];
 	cgfile("memory.current", cur, sizeof(cur));
 	cgfile("memory.max", mx, sizeof(mx));
