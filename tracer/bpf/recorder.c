@@ -1035,6 +1035,7 @@ KFUNC_PROBE(free_zone_device_folio, void *folio)
 #if defined(CT_RAW_LRU) && defined(OFF_FOLIO_MEMCG_DATA)
 RAW_TRACEPOINT_PROBE(mm_lru_insertion)
 {
+    CT_GATE();
     const void *folio = (const void *)ctx->args[0];
     u64 memcg = ct_folio_memcg(folio);
     if (memcg != 0 && !ct_memcg_ok(memcg))
