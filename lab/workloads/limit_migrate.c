@@ -175,11 +175,12 @@ int main(int argc, char **argv)
 	char cur[600], mx[600];
 	cgfile("memory.current", cur, sizeof(cur));
 	cgfile("memory.max", mx, sizeof(mx));
-	int curfd = open(cur, O_RDONLY), maxfd = open(mx, O_RDWR);
+	/* Separate fds for reading and writing memory.max: a read on the written fd returns nothing. */
+	int curfd = open(cur, O_RDONLY), maxfd = open(mx, O_WRONLY), maxrd = open(mx, O_RDONLY);
 	long long usage = readfd(curfd);
 	snprintf(v, sizeof(v), "%lld", usage / 2);
 	int r = write(maxfd, v, strlen(v)) < 0 ? -errno : 0;
-	long long after = readfd(curfd), limit = readfd(maxfd);
+	long long after = readfd(curfd), limit = readfd(maxrd);
 
 	long bad = 0;
 	for (long i = 0; i < ndev; i++)
