@@ -312,6 +312,8 @@ def clean_cache(cfg: LabConfig, *, kernels: bool = True, rootfs: bool = False, r
     targets: list[Path] = []
     if kernels:
         targets += sorted((cfg.cache_dir / "kernel").glob(f"{cfg.kernel}.*-*"))
+        # Bug variants built on those kernels (lab/bugs.py).
+        targets += sorted((cfg.cache_dir / "kernel-bugs").glob(f"{cfg.kernel}.*-*"))
     if rootfs:
         targets += sorted((cfg.cache_dir / "rootfs").glob("*"))
     if runs:
