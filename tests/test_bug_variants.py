@@ -109,3 +109,15 @@ def test_workload_config(tmp_path: Path) -> None:
         LabConfig(kernel="6.1", workload="x", workload_files=(tmp_path / "missing",))
     with pytest.raises(ChargetraceError, match="needs --record"):
         LabConfig(kernel="6.1", memory_max=1 << 24, record=False)
+
+
+def test_lab_clean_removes_the_series_bug_builds_too(tmp_path: Path) -> None:
+    from chargetrace.lab.run import clean_cache
+
+    for d in ("kernel/6.1.192-3-abc", "kernel-bugs/6.1.192-3-abc/hole-charge-leak-1234",
+              "kernel-bugs/6.12.117-1-def/lru-uncharged-5678"):
+        (tmp_path / d).mkdir(parents=True)
+    removed = clean_cache(LabConfig(kernel="6.1", cache_dir=tmp_path), runs=False)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == [
+        "kernel-bugs/6.1.192-3-abc", "kernel/6.1.192-3-abc"]
+    assert (tmp_path / "kernel-bugs/6.12.117-1-def").is_dir()
