@@ -259,6 +259,8 @@ _KERNEL_OPT = click.option("--kernel", "kernel", default="6.1", show_default=Tru
                            help="Kernel series: Debian linux-source-<series> (6.1, 6.12).")
 _CACHE_OPT = click.option("--cache-dir", type=click.Path(), default=None,
                           help="Cache root (default /var/cache/chargetrace-lab or $CHARGETRACE_LAB_CACHE).")
+_BUG_OPT = click.option("--bug", default=None, metavar="NAME",
+                        help="A kernel bug variant (lab/bugs.py), built incrementally on the clean kernel.")
 
 
 def _lab_config(**kw):  # -> chargetrace.lab.LabConfig
@@ -282,20 +284,35 @@ def lab() -> None:
 @click.option("--ringbuf-mb", type=int, default=64, show_default=True)
 @click.option("--timeout", "timeout_s", type=int, default=1200, show_default=True, help="QEMU hard limit, s.")
 @click.option("--jobs", "-j", type=int, default=None, help="make -j for the kernel build.")
+@_BUG_OPT
+@click.option("--workload", default=None, metavar="CMD",
+              help="Run this shell command (recorded) in the guest instead of hmm-tests, in /lab/work.")
+@click.option("--workload-file", "workload_files", multiple=True, type=click.Path(dir_okay=False),
+              help="A file copied into the guest's /lab/work (repeatable).")
+@click.option("--memory-max", type=int, default=None, metavar="BYTES",
+              help="memory.max of the recorded memcg, set before the command starts.")
 @user_errors
-def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jobs) -> None:
-    """Build (or reuse) the lab, boot it and run hmm-tests; exit 1 if the run is not clean."""
+def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jobs, bug, workload, workload_files,
+            memory_max) -> None:
+    """Build (or reuse) the lab, boot it and run hmm-tests; exit 1 if the run is not clean
+    (with --bug: if the replay does not name the variant's expected rule)."""
     from chargetrace.lab import run_lab
 
     cfg = _lab_config(kernel=kernel, cache_dir=cache_dir, out_dir=out_dir, accel=accel, record=record,
-                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs)
+                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs, bug=bug, workload=workload,
+                      workload_files=tuple(workload_files) or None, memory_max=memory_max)
     res = run_lab(cfg)
     dp = res.hmm.device_private
     click.echo(f"kernel {res.release} (linux-source {res.source_version}, key {res.kernel_key}, "
                f"config {res.config_sha256}), accel {res.accel}")
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items()))
-    click.echo(f"hmm-tests: rc {res.hmm_rc}, {res.hmm.summary}, totals {res.hmm.totals}, "
-               f"device_private pass {dp['pass']} fail {dp['fail']} skip {dp['skip']}")
+    if res.workload_rc is not None:
+        click.echo(f"workload: rc {res.workload_rc}; OOM reports in dmesg: {res.oom_reports}")
+        for line in res.workload_output:
+            click.echo(f"  | {line}")
+    else:
+        click.echo(f"hmm-tests: rc {res.hmm_rc}, {res.hmm.summary}, totals {res.hmm.totals}, "
+                   f"device_private pass {dp['pass']} fail {dp['fail']} skip {dp['skip']}")
     if res.summary is not None:
         click.echo(f"trace: {res.trace}: {res.summary.events} events, drops {res.summary.drops}, "
                    f"era {res.summary.era.get('migrate')}")
@@ -303,6 +320,10 @@ def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jo
     if res.replay is not None:
         click.echo(f"replay: {res.replay['verdict']} ({res.replay['seconds']}s; "
                    f"{len(res.replay['violations'])} violations, {len(res.replay['inconclusive'])} inconclusive)")
+    if res.bug is not None:
+        click.echo(f"bug {res.bug}: expected rule {'reported' if res.expected_rule_found else 'NOT reported'}")
+        for said in res.kernel_noticed or ["the kernel said nothing (hmm-tests passed, no WARN/BUG)"]:
+            click.echo(f"kernel: {said}")
     click.echo(f"results: {res.run_dir / 'result.json'}")
     for p in res.problems:
         click.echo(f"problem: {p}", err=True)
@@ -313,12 +334,13 @@ def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jo
 @_KERNEL_OPT
 @_CACHE_OPT
 @click.option("--jobs", "-j", type=int, default=None, help="make -j for the kernel build.")
+@_BUG_OPT
 @user_errors
-def lab_build(kernel, cache_dir, jobs) -> None:
+def lab_build(kernel, cache_dir, jobs, bug) -> None:
     """Build (or reuse) kernel, test_hmm.ko, hmm-tests and rootfs without booting."""
     from chargetrace.lab import build_all
 
-    kb, rootfs, timings, cached = build_all(_lab_config(kernel=kernel, cache_dir=cache_dir, jobs=jobs))
+    kb, rootfs, timings, cached = build_all(_lab_config(kernel=kernel, cache_dir=cache_dir, jobs=jobs, bug=bug))
     click.echo(f"kernel {kb.release}: {kb.directory} ({'cached' if kb.cached else 'built'})")
     click.echo(f"rootfs: {rootfs} ({'cached' if cached['rootfs'] else 'built'})")
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

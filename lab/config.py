@@ -37,6 +37,10 @@ class LabConfig:
     :param suite: Debian suite of the rootfs.
     :param mirror: Debian mirror for debootstrap.
     :param install_missing: apt-get install missing host packages.
+    :param bug: a bug variant of the kernel (``lab/bugs.py``), built incrementally on the clean one.
+    :param workload: a shell command run (recorded) in the guest instead of hmm-tests, in ``/lab/work``
+        where ``workload_files`` are copied; test_hmm is loaded first.
+    :param memory_max: bytes written to the recorded memcg's ``memory.max`` before the command starts.
     """
 
     kernel: str = "6.1"
@@ -52,6 +56,10 @@ class LabConfig:
     suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
     install_missing: bool = True
+    bug: str | None = None
+    workload: str | None = None
+    workload_files: tuple[Path, ...] = ()
+    memory_max: int | None = None
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNEL_SERIES:
@@ -62,6 +70,20 @@ class LabConfig:
             raise ChargetraceError(f"lab: --accel must be one of {', '.join(_ACCELS)}, not {self.accel!r}")
         if self.ringbuf_mb < 1 or self.jobs < 1 or self.timeout_s < 10 or self.smp < 1:
             raise ChargetraceError("lab: ringbuf_mb, jobs, smp must be >= 1 and timeout_s >= 10")
+        if self.bug is not None:
+            from .bugs import variant
+
+            variant(self.bug, self.kernel)  # unknown name or wrong series: fail before any build
+        if self.memory_max is not None and self.memory_max < 4096:
+            raise ChargetraceError("lab: --memory-max must be at least one page (bytes)")
+        if self.memory_max is not None and not self.record:
+            raise ChargetraceError("lab: --memory-max limits the recorded memcg; it needs --record")
+        if self.workload_files and not self.workload:
+            raise ChargetraceError("lab: --workload-file needs --workload")
+        for f in self.workload_files:
+            if not Path(f).is_file():
+                raise ChargetraceError(f"lab: workload file {f} does not exist")
+        object.__setattr__(self, "workload_files", tuple(Path(f) for f in self.workload_files))
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         if self.out_dir is not None:
             object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -69,9 +91,17 @@ class LabConfig:
     @property
     def run_dir(self) -> Path:
         """The host directory shared with the guest as ``/lab``."""
-        return self.out_dir if self.out_dir is not None else self.cache_dir / "runs" / self.kernel
+        if self.out_dir is not None:
+            return self.out_dir
+        return self.cache_dir / "runs" / (self.kernel + (f"-{self.bug}" if self.bug else "")
+                                          + ("-workload" if self.workload else ""))
+
+    @property
+    def command_name(self) -> str:
+        """Base name of the guest command's result files (``<name>.log``, ``<name>.rc``)."""
+        return "workload" if self.workload else "hmm-tests"
 
     @property
     def trace_name(self) -> str:
         """File name of the guest's trace, e.g. ``hmm-tests-6.1.parquet``."""
-        return f"hmm-tests-{self.kernel}.parquet"
+        return f"{'workload' if self.workload else 'hmm-tests'}-{self.kernel}{'-' + self.bug if self.bug else ''}.parquet"

@@ -23,7 +23,7 @@ __all__ = ["BootResult", "boot", "kvm_usable", "pick_accel", "qemu_argv"]
 
 #: The kernel command line; ``hugepages=16`` lets hmm-tests' anon_write_hugetlbfs run.
 _APPEND = ("console=ttyS0 root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144 rw "
-           "init={init} panic=-1 oops=panic hugepages=16")
+           "init={init} panic=-1 oops=panic hugepages=16 no_timer_check")
 
 
 @dataclass(frozen=True)

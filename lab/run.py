@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from chargetrace.traces.errors import ChargetraceError
 
+from .bugs import build_variant, variant
 from .config import LabConfig
 from .hmmtests import HmmTestsResult, parse_hmm_tests
 from .kernel import KernelBuild, build_kernel
@@ -29,16 +31,35 @@ from .qemu import boot, kvm_usable, pick_accel, qemu_argv
 from .rootfs import GUEST_INIT, prepare_rootfs, refresh_rootfs
 from .trace import TraceSummary, add_provenance, summarize
 
-__all__ = ["LabResult", "build_all", "clean_cache", "dmesg_problems", "run_lab"]
+__all__ = ["LabResult", "build_all", "clean_cache", "dmesg_oom_reports", "dmesg_problems", "run_lab"]
 
 # Kernel log lines that mean the run is not clean (mm/ WARN_ON, BUG_ON, oopses, lockdep).
 _DMESG_BAD = re.compile(r"WARNING:|BUG:|kernel BUG|Oops|general protection fault|Call Trace:|"
                         r"page_counter underflow|possible recursive locking|RCU stall")
+# An OOM report (mm/oom_kill.c dump_header(): "<comm> invoked oom-killer: ...", a stack dump, the
+# memcg's state, then "oom-kill:..." / "Memory cgroup out of memory: Killed process ...") is the
+# kernel doing its job under a limit, not a WARN/BUG: its stack dump is not a problem.
+_OOM_START = re.compile(r"invoked oom-killer:")
+_OOM_END = re.compile(r"Memory cgroup out of memory|Out of memory|oom_reaper:|oom-kill:constraint")
 
 
 def dmesg_problems(text: str) -> list[str]:
-    """The kernel log lines that indicate a WARN/BUG/oops."""
-    return [line.strip() for line in text.splitlines() if _DMESG_BAD.search(line)]
+    """The kernel log lines that indicate a WARN/BUG/oops (OOM reports excluded)."""
+    bad: list[str] = []
+    in_oom = False
+    for line in text.splitlines():
+        if _OOM_START.search(line):
+            in_oom = True
+        elif in_oom and _OOM_END.search(line):
+            in_oom = False
+        elif not in_oom and _DMESG_BAD.search(line):
+            bad.append(line.strip())
+    return bad
+
+
+def dmesg_oom_reports(text: str) -> int:
+    """How many OOM-killer reports the kernel log holds."""
+    return sum(1 for line in text.splitlines() if _OOM_START.search(line))
 
 
 @dataclass
@@ -64,6 +85,17 @@ class LabResult:
     summary: TraceSummary | None = None
     replay: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+    #: A bug-variant run: the variant's name, and whether the replay named its expected rule.
+    bug: str | None = None
+    expected_rule_found: bool | None = None
+    #: What the kernel itself said (hmm-tests failures, WARN/BUG lines): a lab problem for a clean
+    #: kernel, an observation for a bug variant.
+    kernel_noticed: list[str] = field(default_factory=list)
+    #: OOM-killer reports in the guest's kernel log (expected under --memory-max).
+    oom_reports: int = 0
+    #: A --workload run: the command's exit status and the tail of its output.
+    workload_rc: int | None = None
+    workload_output: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -93,10 +125,19 @@ def build_all(cfg: LabConfig) -> tuple[KernelBuild, Path, dict[str, float], dict
     t0 = time.monotonic()
     kb = build_kernel(source, cfg.cache_dir, jobs=cfg.jobs, log=log)
     timings["kernel"] = time.monotonic() - t0
+    variant_cached = None
+    if cfg.bug is not None:
+        t0 = time.monotonic()
+        kb = build_variant(kb, variant(cfg.bug, cfg.kernel), cfg.cache_dir, jobs=cfg.jobs, log=log)
+        timings["variant"] = time.monotonic() - t0
+        variant_cached = kb.cached
     rootfs, rootfs_cached, secs = prepare_rootfs(cfg.cache_dir, suite=cfg.suite, mirror=cfg.mirror, log=log)
     timings["rootfs"] = secs
     timings["rootfs_refresh"] = refresh_rootfs(rootfs, kb.modroot, kb.release, log=log)
-    return kb, rootfs, timings, {"kernel": kb.cached, "rootfs": rootfs_cached}
+    cached = {"kernel": kb.cached, "rootfs": rootfs_cached}
+    if variant_cached is not None:
+        cached["variant"] = variant_cached
+    return kb, rootfs, timings, cached
 
 
 def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
@@ -107,8 +148,17 @@ def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
     shutil.copy2(kb.test_hmm_ko, share / "test_hmm.ko")
     shutil.copy2(kb.hmm_tests, share / "hmm-tests")
     (share / "run.sh").write_bytes(resources.files("chargetrace.lab").joinpath("guest/run.sh").read_bytes())
-    (share / "job.env").write_text(
-        f"MODE={'record' if cfg.record else 'plain'}\nTRACE={cfg.trace_name}\nRINGBUF_MB={cfg.ringbuf_mb}\n")
+    work = share / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    for f in cfg.workload_files:
+        shutil.copy2(f, work / f.name)
+    env = f"MODE={'record' if cfg.record else 'plain'}\nTRACE={cfg.trace_name}\nRINGBUF_MB={cfg.ringbuf_mb}\n"
+    if cfg.workload:
+        env += f"WORKLOAD={shlex.quote(cfg.workload)}\n"
+    if cfg.memory_max is not None:
+        env += f"MEMORY_MAX={cfg.memory_max}\n"
+    (share / "job.env").write_text(env)
     return share
 
 
@@ -148,34 +198,39 @@ def run_lab(cfg: LabConfig) -> LabResult:
     out = share / "out"
     res = LabResult(kernel=cfg.kernel, release=kb.release, source_version=kb.source.version,
                     kernel_key=kb.key, config_sha256=config_sha, accel=accel, run_dir=share,
-                    record=cfg.record, timings=timings, cached=cached)
+                    record=cfg.record, timings=timings, cached=cached, bug=cfg.bug)
     res.guest_steps = _read_steps(out / "steps.txt")
-    res.hmm_rc = _read_int(out / "hmm-tests.rc")
+    rc = _read_int(out / f"{cfg.command_name}.rc")
     if br.timed_out:
         raise ChargetraceError(f"lab: guest did not power off within {cfg.timeout_s}s; console: "
                                f"{tail(br.console, 3)}")
-    if res.hmm_rc is None:
-        raise ChargetraceError(f"lab: guest ended (qemu exit {br.returncode}) without running hmm-tests; "
+    if rc is None:
+        raise ChargetraceError(f"lab: guest ended (qemu exit {br.returncode}) without running {cfg.command_name}; "
                                f"console: {tail(br.console, 3)}; run.log: {tail(out / 'run.log', 3)}")
     res.insmod_rc = _read_int(out / "insmod.rc")
     try:
-        res.hmm = parse_hmm_tests((out / "hmm-tests.log").read_text(errors="replace"))
-    except OSError:
-        pass
-    try:
-        res.dmesg = dmesg_problems((out / "dmesg.txt").read_text(errors="replace"))
+        kernel_log = (out / "dmesg.txt").read_text(errors="replace")
+        res.dmesg = dmesg_problems(kernel_log)
+        res.oom_reports = dmesg_oom_reports(kernel_log)
     except OSError:
         res.problems.append("no dmesg.txt from the guest")
-
     if res.insmod_rc != 0:
         res.problems.append(f"insmod test_hmm.ko failed (rc {res.insmod_rc})")
-    if res.hmm_rc != 0 or not res.hmm.ok:
-        dp = res.hmm.device_private
-        res.problems.append(f"hmm-tests failed: rc {res.hmm_rc}, {res.hmm.summary}, device_private {dp}")
-    if res.hmm.device_private["pass"] == 0:
-        res.problems.append("no device_private test passed")
+    if cfg.workload:
+        res.workload_rc = rc
+        try:
+            res.workload_output = (out / "workload.log").read_text(errors="replace").splitlines()[-20:]
+        except OSError:
+            pass
+        if rc != 0:
+            res.problems.append(f"the workload exited with status {rc}")
+    else:
+        _hmm_results(res, rc, out)
     if res.dmesg:
-        res.problems.append(f"{len(res.dmesg)} WARN/BUG lines in dmesg, first: {res.dmesg[0]}")
+        res.kernel_noticed.append(f"{len(res.dmesg)} WARN/BUG lines in dmesg, first: {res.dmesg[0]}")
+    if cfg.bug is None:
+        # A clean kernel must pass its own tests quietly; a bug variant is expected not to.
+        res.problems += res.kernel_noticed
     if cfg.record:
         trace = out / cfg.trace_name
         if trace.exists():
@@ -188,6 +243,19 @@ def run_lab(cfg: LabConfig) -> LabResult:
     return res
 
 
+def _hmm_results(res: LabResult, rc: int, out: Path) -> None:
+    res.hmm_rc = rc
+    try:
+        res.hmm = parse_hmm_tests((out / "hmm-tests.log").read_text(errors="replace"))
+    except OSError:
+        pass
+    if res.hmm_rc != 0 or not res.hmm.ok:
+        dp = res.hmm.device_private
+        res.kernel_noticed.append(f"hmm-tests failed: rc {res.hmm_rc}, {res.hmm.summary}, device_private {dp}")
+    if res.hmm.device_private["pass"] == 0:
+        res.problems.append("no device_private test passed")
+
+
 def _check_trace(cfg: LabConfig, res: LabResult) -> None:
     assert res.trace is not None
     add_provenance(res.trace, {
@@ -196,18 +264,32 @@ def _check_trace(cfg: LabConfig, res: LabResult) -> None:
         "kernel_source": f"linux-source-{cfg.kernel} {res.source_version}",
         "config_sha256": res.config_sha256,
         "lab_kernel_key": res.kernel_key,
-        "command": f"chargetrace record -o /lab/out/{cfg.trace_name} --ringbuf-mb {cfg.ringbuf_mb} -- hmm-tests",
+        "command": f"chargetrace record -o /lab/out/{cfg.trace_name} --ringbuf-mb {cfg.ringbuf_mb} -- "
+                   + (cfg.workload or "hmm-tests"),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "hmm_tests": {"rc": res.hmm_rc, "summary": res.hmm.summary, "totals": res.hmm.totals,
-                      "device_private": res.hmm.device_private},
+        **({"workload": {"command": cfg.workload, "rc": res.workload_rc, "output": res.workload_output}}
+           if cfg.workload else
+           {"hmm_tests": {"rc": res.hmm_rc, "summary": res.hmm.summary, "totals": res.hmm.totals,
+                          "device_private": res.hmm.device_private}}),
+        **({"memory_max": cfg.memory_max} if cfg.memory_max is not None else {}),
+        "oom_reports_in_dmesg": res.oom_reports,
+        **({"bug_variant": {**variant(cfg.bug, cfg.kernel).provenance(),
+                            "kernel_said": {"hmm_tests": res.hmm.summary, "dmesg": res.dmesg[:20]}}}
+           if cfg.bug else {}),
     })
     res.summary = s = summarize(res.trace)
     if s.drops:
         res.problems.append(f"the recorder dropped {s.drops} events")
-    if s.missing_kinds:
+    if s.missing_kinds and not cfg.workload:
         res.problems.append(f"no {', '.join(s.missing_kinds)} events in {res.trace.name}")
     res.replay = _replay(res.trace)
-    if res.replay["verdict"] != "balanced":
+    if cfg.bug is not None:
+        rule = variant(cfg.bug, cfg.kernel).rule
+        res.expected_rule_found = any(v.get("rule") == rule for v in res.replay["violations"])
+        if not res.expected_rule_found:
+            res.problems.append(f"bug variant {cfg.bug}: replay did not report {rule} "
+                                f"(verdict {res.replay['verdict']})")
+    elif res.replay["verdict"] != "balanced":
         res.problems.append(f"replay verdict {res.replay['verdict']}: {len(res.replay['violations'])} violation(s)"
                             f", {len(res.replay['inconclusive'])} inconclusive")
 
@@ -230,6 +312,8 @@ def clean_cache(cfg: LabConfig, *, kernels: bool = True, rootfs: bool = False, r
     targets: list[Path] = []
     if kernels:
         targets += sorted((cfg.cache_dir / "kernel").glob(f"{cfg.kernel}.*-*"))
+        # Bug variants built on those kernels (lab/bugs.py).
+        targets += sorted((cfg.cache_dir / "kernel-bugs").glob(f"{cfg.kernel}.*-*"))
     if rootfs:
         targets += sorted((cfg.cache_dir / "rootfs").glob("*"))
     if runs:

@@ -29,6 +29,9 @@ GOLDEN_SUBSTANCE = {
     "synthetic-hmm-lifecycle-6.7.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
     # 6.18, cgroup v1, memcg tracepoints only (no kprobes under lockdown)
     "workload-6.18-counters.parquet": {"R3.pgpg", "R13.anon"},
+    # 6.1 lab, lab/workloads/limit_migrate.c under a memory.max below the working set: a real
+    # failed charge (R2), migrations back to RAM over the limit (R8), LRU insertions (R12).
+    "workload-6.1-limit-migrate.parquet": _DEVICE - {"R9", "R11"} | {"R2", "R12"},
 }
 
 

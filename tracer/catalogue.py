@@ -176,6 +176,7 @@ def _exit_flags(k: KernelInfo) -> list[str]:
 
 _REASON = ("migrate_reason",)
 
+
 CATALOGUE: tuple[LogicalEvent, ...] = (
     LogicalEvent("fault", "fault", (
         _tp("exceptions", "page_fault_user", "CT_TP_FAULT"),
@@ -280,6 +281,9 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
         _raw("mod_memcg_state", "CT_RAW_MEMCG_STATE", needs_folio=True,
              item_enum=("memcg_stat_item", "node_stat_item")),
     ), note="memcg tracepoints are new in 6.16"),
+    # R12: pagemap:mm_lru_insertion reading the folio's memcg. Raw tracepoint only: BCC's generated
+    # args struct of the tracepoint has "enum lru_list lru", an incomplete type without kernel headers.
+    LogicalEvent("lru_insert", "lru_insert", (_raw("mm_lru_insertion", "CT_RAW_LRU", needs_folio=True),)),
     LogicalEvent("fork", "fork", (
         _tp("sched", "sched_process_fork", "CT_TP_FORK"),
         _raw("sched_process_fork", "CT_RAW_FORK", needs_folio=True),

@@ -98,6 +98,7 @@ KINDS: dict[str, str] = {
     "split": "large folio split (folio = head, nr_pages = pages before, value = pages per new folio)",
     "memcg_stat": "memcg counter tracepoint (memcg, item = counter name, value = delta)",
     "usage": "sample of a memcg's usage (item = file name, value = bytes)",
+    "lru_insert": "folio put on an LRU list (memcg = folio's memcg then, 0 = uncharged)",
     "memstat": "sample of one memory.stat key (memcg, item = key as the file spells it, value as printed)",
     "fork": "process fork (pid = parent, value = child pid)",
     "exit": "task exit (value = 1 when the whole thread group is gone)",
@@ -106,5 +107,5 @@ KINDS: dict[str, str] = {
 
 #: Kinds that carry a folio id.
 FOLIO_KINDS: frozenset[str] = frozenset(
-    {"charge", "uncharge", "transfer", "replace", "device_free"}
+    {"charge", "uncharge", "transfer", "replace", "device_free", "lru_insert"}
 )

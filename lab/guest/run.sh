@@ -1,6 +1,8 @@
 #!/bin/sh
 # chargetrace lab: the guest job (copied into the share as /lab/run.sh).
-# /lab/job.env sets MODE (plain|record), TRACE (file name), RINGBUF_MB.
+# /lab/job.env sets MODE (plain|record), TRACE (file name), RINGBUF_MB, and optionally WORKLOAD
+# (a shell command run in /lab/work instead of hmm-tests) and MEMORY_MAX (bytes, written to the
+# command's own memcg before it starts).
 # Every result is a file in /lab/out; the host parses them after power-off.
 set -u
 . /lab/job.env
@@ -29,13 +31,30 @@ if [ -e /sys/kernel/kheaders.tar.xz ]; then
         && export BCC_KERNEL_SOURCE=/tmp/kheaders
 fi
 stamp kheaders
-if [ "$MODE" = record ]; then
+WORKLOAD=${WORKLOAD:-}
+MEMORY_MAX=${MEMORY_MAX:-}
+NAME=hmm-tests
+CMD=/lab/hmm-tests
+if [ -n "$WORKLOAD" ]; then
+    NAME=workload
+    CMD=$WORKLOAD
+    cd /lab/work
+fi
+export CMD MEMORY_MAX
+# The wrapper runs inside the recorded memcg: it sets that memcg's limit, then becomes the command.
+WRAP='if [ -n "$MEMORY_MAX" ]; then echo "$MEMORY_MAX" > "/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)/memory.max" || exit 125; fi; exec sh -c "$CMD"'
+if [ "$MODE" = record ] && [ -z "$WORKLOAD" ] && [ -z "$MEMORY_MAX" ]; then
+    # Plain hmm-tests: the recorded command is hmm-tests itself (no wrapper shell in the scope).
     chargetrace record -o "/lab/out/$TRACE" --ringbuf-mb "$RINGBUF_MB" -- /lab/hmm-tests \
-        > /lab/out/hmm-tests.log 2> /lab/out/record.err
-    echo $? > /lab/out/hmm-tests.rc
+        > "/lab/out/$NAME.log" 2> /lab/out/record.err
+    echo $? > "/lab/out/$NAME.rc"
+elif [ "$MODE" = record ]; then
+    chargetrace record -o "/lab/out/$TRACE" --ringbuf-mb "$RINGBUF_MB" -- sh -c "$WRAP" \
+        > "/lab/out/$NAME.log" 2> /lab/out/record.err
+    echo $? > "/lab/out/$NAME.rc"
 else
-    /lab/hmm-tests > /lab/out/hmm-tests.log 2>&1
-    echo $? > /lab/out/hmm-tests.rc
+    sh -c "$CMD" > "/lab/out/$NAME.log" 2>&1
+    echo $? > "/lab/out/$NAME.rc"
 fi
 kill $MONITOR 2>/dev/null
 cd /lab/out

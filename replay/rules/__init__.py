@@ -13,8 +13,10 @@ from .device import (
     ForkSharesDeviceFolios,
 )
 from .fault import MigrateBackNeverFails
+from .hierarchy import HierarchyCovered
 from .leaks import ReleasedAtExit
 from .ledger import LedgerAgreement
+from .lru import NoLruForUnchargedOrDevice
 from .migration import MigrationKeepsMemcg, MigrationPerEra
 from .reconcile import UsageReconciliation
 from .uncharge import Conservation
@@ -33,7 +35,9 @@ ALL_RULES = (
     DeviceChargeOnlyByInsertion,
     ReleasedAtExit,
     ForkSharesDeviceFolios,
+    NoLruForUnchargedOrDevice,
     AnonMappedNetsZero,
+    HierarchyCovered,
     LedgerAgreement,
 )
 

@@ -8,7 +8,7 @@ its own id, so no unit reports another rule's id and no case is reported twice.
 from __future__ import annotations
 
 from ..eras import TRANSFER, EraProfile
-from ..model import VIA_FORCE, VIA_TRANSFER, VIA_TRANSFERRED_AWAY, FolioState
+from ..model import VIA_CHARGE, VIA_FORCE, VIA_TRANSFER, VIA_TRANSFERRED_AWAY, FolioState
 
 __all__ = ["attribution_owner", "double_uncharge_owner", "vanished_owner"]
 
@@ -27,8 +27,16 @@ def double_uncharge_owner(state: FolioState, folio: int, device_folios: frozense
     return "R6" if folio in device_folios else "R3"
 
 
-def vanished_owner(state: FolioState, era: EraProfile) -> str:
+def vanished_owner(state: FolioState, era: EraProfile, folio: int = 0,
+                   device_folios: frozenset[int] = frozenset()) -> str:
     """The kernel finds no charge where the model holds one: the force-charged
     source of a migration, or (>= 6.7, where only mem_cgroup_migrate() clears a
-    charge without an uncharge) a missing transfer (R4); else a missing uncharge (R3)."""
-    return "R4" if state.migrated_seq >= 0 or era.migrate == TRANSFER else "R3"
+    charge without an uncharge) a missing transfer (R4); the charge of a
+    device-private folio's hole insertion that its free never released (R9: an
+    aborted insertion leaves the charge for finalize's free, migrate_vma_insert_page(),
+    mm/migrate_device.c, 5.8+); else a missing uncharge (R3)."""
+    if state.migrated_seq >= 0:
+        return "R4"
+    if folio in device_folios and state.via == VIA_CHARGE:
+        return "R9"
+    return "R4" if era.migrate == TRANSFER else "R3"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..automaton import Rule
 from ..events import Event
-from .blame import double_uncharge_owner
+from .blame import double_uncharge_owner, vanished_owner
 
 __all__ = [
     "DeviceFreeUnchargesOnce",
@@ -82,7 +82,7 @@ class DeviceChargeOnlyByInsertion(Rule):
     # (mm/migrate_device.c); fork shares DP entries without charging (R11,
     # copy_nonpresent_pte() in mm/memory.c).
     source = "mm/migrate_device.c migrate_vma_insert_page(); mm/memory.c copy_nonpresent_pte()"
-    handles = ("charge",)
+    handles = ("charge", "device_free")
     needs = ("charge", "migrate_pages")
 
     def on_charge(self, ev: Event) -> None:
@@ -92,6 +92,18 @@ class DeviceChargeOnlyByInsertion(Rule):
         if ev.tid in self.model.migrate_windows or ev.pid in self.model.forked_pids:
             return  # a hole insertion; forked processes are R11's
         self.report(ev, ev.folio, ev.memcg, "device-private folio charged outside a migrate_vma hole insertion")
+
+    def on_device_free(self, ev: Event) -> None:
+        state = self.model.folios.get(ev.folio)
+        if ev.memcg or state is None or not state.memcg:
+            return
+        if vanished_owner(state, self.ctx.era, ev.folio, self.model.device_folios) == self.id:
+            self.report(
+                ev, ev.folio, state.memcg,
+                f"the charge of this device-private folio's hole insertion (seq {state.seq}, memcg "
+                f"{state.memcg}) was never uncharged: the kernel found no charge at its {ev.kind}",
+                since_ts_ns=state.ts_ns, related=[state.seq],
+            )
 
 
 class ForkSharesDeviceFolios(Rule):

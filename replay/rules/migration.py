@@ -69,7 +69,7 @@ class MigrationPerEra(Rule):
             self._vanished(ev, state)
 
     def _vanished(self, ev: Event, state) -> None:
-        if vanished_owner(state, self.ctx.era) != self.id:
+        if vanished_owner(state, self.ctx.era, ev.folio, self.model.device_folios) != self.id:
             return
         if state.migrated_seq >= 0:
             message = (f"source of the force-charged migration at seq {state.migrated_seq} has no charge "

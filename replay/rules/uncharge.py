@@ -74,7 +74,7 @@ class Conservation(Rule):
             )
 
     def _vanished(self, ev: Event, state) -> None:
-        if vanished_owner(state, self.ctx.era) != self.id:
+        if vanished_owner(state, self.ctx.era, ev.folio, self.model.device_folios) != self.id:
             return
         self.report(
             ev, ev.folio, state.memcg,

@@ -76,6 +76,8 @@
 #define CT_KIND_fork 14
 #define CT_KIND_exit 15
 #define CT_KIND_split 16
+/* Kept apart from the numbers above so parallel additions do not collide. */
+#define CT_KIND_lru_insert 32
 
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))

@@ -1116,3 +1116,25 @@ KFUNC_PROBE(free_zone_device_folio, void *folio)
 #endif
 
 #endif /* OFF_FOLIO_MEMCG_DATA */
+
+/* ==== lru_insert: raw_tp mm_lru_insertion (R12) ========================
+ * TP_PROTO(struct folio *folio) since 5.16 ("mm: Add folio_add_lru()").
+ * An uncharged folio (memcg_data 0) going on an LRU is a kernel bug while
+ * memcg is on: 41cddf83d8b0 "mm/migrate_device: don't add folio to be freed
+ * to LRU in migrate_device_finalize()". Such rows are kept whatever task
+ * drains the per-CPU LRU batch (lru_add_fn() runs in whoever drains it), so
+ * they are not lost to the scope filter; they are rare by construction.
+ * A raw tracepoint: the tracepoint's generated args struct has an
+ * "enum lru_list" field BCC cannot complete without kernel headers. */
+#if defined(CT_RAW_LRU) && defined(OFF_FOLIO_MEMCG_DATA)
+RAW_TRACEPOINT_PROBE(mm_lru_insertion)
+{
+    CT_GATE();
+    const void *folio = (const void *)ctx->args[0];
+    u64 memcg = ct_folio_memcg(folio);
+    if (memcg != 0 && !ct_memcg_ok(memcg))
+        return 0;
+    ct_emit_folio_row(ctx, CT_KIND_lru_insert, CT_RAW_LRU, folio, memcg, 0, 0);
+    return 0;
+}
+#endif
