@@ -130,7 +130,7 @@ def test_wrong_versions_and_types(tmp_path):
         read_trace(write({"schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(ChargetraceError, match="older than this chargetrace reads"):
         read_trace(write({"schema_version": 0}))
-    with pytest.raises(ChargetraceError, match="not a number"):
+    with pytest.raises(ChargetraceError, match="schema_version must be an integer"):
         read_trace(write({"schema_version": "one"}))
     with pytest.raises(ChargetraceError, match="missing column"):
         read_trace(write({"schema_version": 1}, pa.table({"kind": ["charge"]})))

@@ -14,13 +14,14 @@ from typing import Any
 
 from .errors import ChargetraceError
 from .schema import SCHEMA_VERSION
+from .validate import parse_meta_json
 
 __all__ = ["TraceMeta", "Era", "Scope"]
 
 
 @dataclass
 class Era:
-    """Accounting era of the recorded kernel (kernel-facts §1.6, §1.7)."""
+    """Accounting era of the recorded kernel (see the commits cited per field)."""
 
     #: ``"force"``: mem_cgroup_migrate force-charges the new folio (<= 6.6);
     #: ``"transfer"``: it moves the charge (>= 6.7, 85ce2c517ade). None = unknown.
@@ -68,6 +69,13 @@ class TraceMeta:
     provenance: dict[str, Any] = field(default_factory=dict)
     mutations: list[dict[str, Any]] = field(default_factory=list)
     anonymized: bool = False
+    #: Random id the writer gives a recording; every segment of it carries the same one.
+    recording_id: str = ""
+    #: False while the recording runs and when it failed; the writer sets it
+    #: true only when it closes the trace cleanly. (Version 1 traces lack it.)
+    complete: bool = True
+    #: Rows the writer wrote in the whole trace (None while recording).
+    rows: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
@@ -77,12 +85,8 @@ class TraceMeta:
 
     @classmethod
     def from_json(cls, raw: bytes, source: str = "trace") -> "TraceMeta":
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ChargetraceError(f"{source}: metadata is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ChargetraceError(f"{source}: metadata is not a JSON object")
+        # Typed check first (traces/validate.py): nothing below sees a wrong type.
+        data = parse_meta_json(raw, source)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs: dict[str, Any] = {}
         try:

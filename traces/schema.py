@@ -21,10 +21,12 @@ __all__ = [
     "KINDS",
     "FOLIO_KINDS",
     "METADATA_KEY",
+    "MAX_STRING_BYTES",
+    "MAX_EVENTS_DEFAULT",
 ]
 
 #: Version of the layout written by this release.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Oldest version this release still reads (by column name).
 OLDEST_READABLE_VERSION = 1
 
@@ -101,7 +103,18 @@ KINDS: dict[str, str] = {
     "fork": "process fork (pid = parent, value = child pid)",
     "exit": "task exit (value = 1 when the whole thread group is gone)",
     "lost": "events dropped (cpu, value = count, span_ns = window ending at ts_ns)",
+    "memstat": "sample of one memory.stat key (memcg, item = key as the file spells it, value = number)",
 }
+
+#: Longest string a dictionary column may hold (comm is 16 bytes, probe and
+#: counter names are short): a longer one is damage or forgery, and decoding it
+#: once per row is what exhausts memory.
+MAX_STRING_BYTES = 4096
+
+#: Default cap on the rows of one trace (the reader refuses more before
+#: decoding them; ``CHARGETRACE_MAX_EVENTS`` or ``--max-events`` raise it).
+#: A row costs about 100 bytes in memory once read.
+MAX_EVENTS_DEFAULT = 50_000_000
 
 #: Kinds that carry a folio id.
 FOLIO_KINDS: frozenset[str] = frozenset(
