@@ -165,6 +165,12 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
             notes.append(f"{lost} event(s) were lost: no imbalance was found, but balance cannot be proven")
     else:
         verdict = BALANCED
+    if trace.integrity.problems:
+        # The reader found rows missing, forged or inconsistent (traces/integrity.py):
+        # what is not in the trace cannot be proven balanced.
+        if verdict == BALANCED:
+            verdict = INCONCLUSIVE
+        notes.extend(f"trace integrity: {p}" for p in trace.integrity.problems)
     if trace.meta.synthetic:
         notes.append("synthetic trace: generated, not recorded on a kernel")
     if not any(r.checked for r in rules):

@@ -89,6 +89,8 @@ class RecordConfig:
     events: set[str] | None = None
     #: Attach kinds not to use (exercises the fallbacks, e.g. raw_tp).
     skip_how: frozenset[str] = frozenset()
+    #: Keep kernel addresses in folio/folio_new (the writer hides them by default).
+    raw_pointers: bool = False
     #: Command line to store as provenance (the CLI passes sys.argv).
     argv: list[str] = field(default_factory=list)
 
@@ -337,7 +339,7 @@ class Recording:
                 "date": datetime.now(timezone.utc).date().isoformat(),
             },
         )
-        self._writer = TraceWriter(cfg.output, self.meta)
+        self._writer = TraceWriter(cfg.output, self.meta, raw_pointers=cfg.raw_pointers)
         self._disk = _DiskWriter(self._writer, self._probe_names, self._tables)
         self._sample_usage()
         if scope_kind == "command" and not self._stop_reason:
