@@ -99,6 +99,10 @@ def check_rows(table: pa.Table, meta: TraceMeta, source: str, *, missing_columns
     if lost_values.size and int(lost_values.min()) < 0:
         raise ChargetraceError(f"{source}: a 'lost' row has a negative count ({int(lost_values.min())})")
     lost_total = int(lost_values.sum(dtype=np.int64)) if lost_values.size else 0
+    empty = int((lost_values == 0).sum())
+    if empty:
+        # The recorder writes a 'lost' row only for a window that dropped events.
+        found.add(f"{empty} 'lost' row(s) with a zero count, which no recorder writes")
 
     missing, listed = _seq_gaps(seq, is_lost_np, values, source)
     if missing:

@@ -261,9 +261,9 @@ class TraceWriter:
         """Stop without finishing: keep what was flushed, marked incomplete, and never merge it."""
         if self.closed:
             return
-        self.failed = self.failed or reason
         with contextlib.suppress(ChargetraceError, OSError):
-            self.flush()
+            self.flush()  # the segments written so far still say complete: false
+        self.failed = self.failed or reason
         self.closed = True
 
     def close(self) -> Path:
