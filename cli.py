@@ -23,6 +23,13 @@ EXIT_BAD_INPUT = 2
 _PROGRESS_ROWS = 1_000_000
 
 
+class _Console(Console):
+    """rich ends the process with exit 1 on a closed pipe; the commands decide their exit code."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def _console(stderr: bool = False) -> Console:
     """A console that is wide enough for the tables when output is not a terminal.
 
@@ -31,8 +38,8 @@ def _console(stderr: bool = False) -> Console:
     print as itself, never style or hide anything.
     """
     plain = {"markup": False, "emoji": False, "highlight": False}
-    probe = Console(stderr=stderr, **plain)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=160, **plain)
+    probe = _Console(stderr=stderr, **plain)
+    return probe if probe.is_terminal else _Console(stderr=stderr, width=160, **plain)
 
 
 def _one_line(message: str) -> str:
