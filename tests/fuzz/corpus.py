@@ -356,6 +356,10 @@ def removed_rows(rng, base, out):
         keep[len(kinds) - rng.randrange(1, 20):] = False
     else:
         keep[rng.randrange(len(kinds))] = False
+    if how == "last" and "rows" not in base.meta:
+        # Known limit: a version 1 trace has no row count, so rows cut from its
+        # end leave no trace; version 2 records ``rows``.
+        how = f"{VALID} last (version 1: no row count)"
     return how, _write(base.table.filter(pa.array(keep)), base.meta, out)
 
 
@@ -485,6 +489,14 @@ def same_as_base(path: Path, bases: list[Base]) -> bool:
     lossless retype) may be called balanced; any other may not.
     """
     cosmetic = {"host", "kernel_release", "recorder", "started_at", "ended_at", "provenance", "recording_id"}
+
+    def meaningful(meta: dict) -> dict:
+        # Free text the replay never reads; era.detected_by only explains the era.
+        out = {k: v for k, v in meta.items() if k not in cosmetic}
+        if isinstance(out.get("era"), dict):
+            out["era"] = {k: v for k, v in out["era"].items() if k != "detected_by"}
+        return out
+
     try:
         files = sorted(path.glob("seg-*.parquet")) if path.is_dir() else [path]
         tables = [pq.read_table(f) for f in files]
@@ -494,8 +506,7 @@ def same_as_base(path: Path, bases: list[Base]) -> bool:
     except Exception:  # noqa: BLE001 - unreadable raw: certainly not the base
         return False
     for base in bases:
-        same_meta = {k: v for k, v in raw.items() if k not in cosmetic} == {
-            k: v for k, v in base.meta.items() if k not in cosmetic}
+        same_meta = meaningful(raw) == meaningful(base.meta)
         if same_meta and table.equals(base.table.cast(ARROW_SCHEMA.remove_metadata())):
             return True
     return False
