@@ -536,6 +536,11 @@ class Recording:
             disk, self._disk = self._disk, None
             try:
                 disk.close()
+            except BaseException as exc:
+                # Rows were not written: the trace must say it is unfinished.
+                if self._writer is not None:
+                    self._writer.abort(f"{type(exc).__name__}: {exc}")
+                raise
             finally:
                 if self._writer is not None and not self._writer.closed:
                     self.meta.ended_at = _now_iso()

@@ -214,8 +214,14 @@ def odd_values(rng, base, out):
                       "ts-max", "nr-pages-max", "memcg-max", "value-min"])
     if how == "seq-top":  # seq up to 2**64 - 1, no row missing in between
         start = (1 << 64) - n
-        return how, _write(_set_column(t, "seq", pa.array(np.arange(n, dtype=np.uint64) + np.uint64(start))),
-                           base.meta, out)
+        t = _set_column(t, "seq", pa.array(np.arange(n, dtype=np.uint64) + np.uint64(start)))
+        if rng.random() < 0.5:  # and a finding to render near the top (its context passes 2**64)
+            kinds = _kinds(t)
+            last = max(i for i, k in enumerate(kinds) if k == "uncharge")
+            kinds[last] = "charge"
+            t = _set_column(t, "kind", pa.array(kinds).dictionary_encode())
+            how += " + finding"
+        return how, _write(t, base.meta, out)
     if how == "seq-shift":
         shift = rng.randrange(1, 1 << 40)
         return how, _write(_set_column(t, "seq", pa.array(t.column("seq").to_numpy() + np.uint64(shift))),
