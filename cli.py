@@ -180,11 +180,16 @@ def info(trace: Path, as_json: bool) -> None:
     """Print TRACE's metadata, event counts by kind and probe, and drops."""
     from chargetrace.replay.render import describe, render_info
 
-    summary = describe(_load(trace))
+    loaded = _load(trace)
+    summary = describe(loaded)
+    summary["integrity"] = list(loaded.integrity.problems)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
-        render_info(_console(), summary)
+        console = _console()
+        render_info(console, summary)
+        for problem in loaded.integrity.problems:
+            console.print(f"integrity: {problem}")
 
 
 def _fault_options(func):
