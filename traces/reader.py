@@ -15,6 +15,7 @@ counters that disagree with the ``lost`` rows, ...) is listed in
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .schema import (
     COLUMN_DEFAULTS,
     MAX_EVENTS_DEFAULT,
     MAX_STRING_BYTES,
+    METADATA_DIGEST_KEY,
     METADATA_KEY,
     OLDEST_READABLE_VERSION,
     REQUIRED_COLUMNS,
@@ -127,6 +129,9 @@ def _meta_of(file: Path, pf: pq.ParquetFile) -> TraceMeta:
     raw = kv.get(METADATA_KEY)
     if raw is None:
         raise ChargetraceError(f"{file}: a Parquet file, but not a chargetrace trace (no chargetrace metadata)")
+    digest = kv.get(METADATA_DIGEST_KEY)
+    if digest is not None and digest != hashlib.sha256(raw).hexdigest().encode():
+        raise ChargetraceError(f"{file}: metadata does not match its checksum (damaged footer)")
     meta = TraceMeta.from_json(raw, str(file))
     version = meta.schema_version
     if version > SCHEMA_VERSION:

@@ -21,6 +21,7 @@ __all__ = [
     "KINDS",
     "FOLIO_KINDS",
     "METADATA_KEY",
+    "METADATA_DIGEST_KEY",
     "MAX_STRING_BYTES",
     "MAX_EVENTS_DEFAULT",
 ]
@@ -32,6 +33,9 @@ OLDEST_READABLE_VERSION = 1
 
 #: Key of the JSON metadata blob in each Parquet file's key-value metadata.
 METADATA_KEY = b"chargetrace"
+#: Key of the SHA-256 (hex) of that blob: Parquet's page checksums do not cover
+#: the footer, so a flipped bit in the metadata is found through this (version 2).
+METADATA_DIGEST_KEY = b"chargetrace.sha256"
 
 _DICT_STR = pa.dictionary(pa.int32(), pa.string())
 

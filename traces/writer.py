@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import shutil
 import signal
@@ -39,7 +40,7 @@ import pyarrow.parquet as pq
 from .errors import ChargetraceError
 from .metadata import TraceMeta
 from .pointers import PointerMap
-from .schema import ARROW_SCHEMA, COLUMN_DEFAULTS, METADATA_KEY
+from .schema import ARROW_SCHEMA, COLUMN_DEFAULTS, METADATA_DIGEST_KEY, METADATA_KEY
 
 __all__ = ["TraceWriter", "write_table", "segment_name", "atomic_output", "PARTIAL_SUFFIX"]
 
@@ -54,8 +55,13 @@ def segment_name(index: int) -> str:
     return f"seg-{index:06d}.parquet"
 
 
+def _key_values(meta: TraceMeta) -> dict[bytes, bytes]:
+    blob = meta.to_json()
+    return {METADATA_KEY: blob, METADATA_DIGEST_KEY: hashlib.sha256(blob).hexdigest().encode()}
+
+
 def _schema_with(meta: TraceMeta) -> pa.Schema:
-    return ARROW_SCHEMA.with_metadata({METADATA_KEY: meta.to_json()})
+    return ARROW_SCHEMA.with_metadata(_key_values(meta))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -111,7 +117,7 @@ def atomic_output(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
 
 
 def _write_file(table: pa.Table, path: Path, meta: TraceMeta, *, overwrite: bool) -> None:
-    table = conform(table).replace_schema_metadata({METADATA_KEY: meta.to_json()})
+    table = conform(table).replace_schema_metadata(_key_values(meta))
     with atomic_output(path, overwrite=overwrite) as tmp:
         pq.write_table(table, tmp, row_group_size=_ROW_GROUP_ROWS, **_PARQUET_OPTIONS)
 

@@ -52,8 +52,8 @@ def _judge(case: Case, code: int, stderr: str, bases) -> str | None:
     return f"unexpected exit {code}"
 
 
-def run_corpus(cases: int, seed: int = 1, work: Path | None = None):
-    """Run ``cases`` cases; returns (counts[category][outcome], failures)."""
+def run_corpus(cases: int, seed: int = 1, work: Path | None = None, only: str | None = None):
+    """Run ``cases`` cases (those of category ``only``, if given); returns (counts[category][outcome], failures)."""
     own = None
     if work is None:
         own = tempfile.TemporaryDirectory(prefix="chargetrace-fuzz-")
@@ -64,7 +64,10 @@ def run_corpus(cases: int, seed: int = 1, work: Path | None = None):
     failures: list[str] = []
     out = work / "out.parquet"
     try:
+        names = list(CATEGORIES)
         for i in range(cases):
+            if only is not None and names[i % len(names)] != only:
+                continue
             case = make_case(seed, i, bases, work)
             args = {"replay": ["replay", str(case.path)], "info": ["info", str(case.path)],
                     "anonymize": ["anonymize", str(case.path), str(out), "--force"],
@@ -103,9 +106,10 @@ def main_(argv: list[str]) -> int:
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="Also write the table here.")
+    parser.add_argument("--only", choices=list(CATEGORIES), default=None, help="Run this category's cases only.")
     args = parser.parse_args(argv)
     start = time.monotonic()
-    counts, failures = run_corpus(args.cases, args.seed)
+    counts, failures = run_corpus(args.cases, args.seed, only=args.only)
     table = format_table(counts)
     print(table)
     print(f"\n{args.cases} cases, seed {args.seed}, {time.monotonic() - start:.0f} s, {len(failures)} failure(s)")
