@@ -481,3 +481,13 @@ def test_writer_context_aborts_on_error(tmp_path):
             raise RuntimeError("recorder failed")
     assert not path.exists()
     assert not read_trace(tmp_path / "t.parquet.partial").integrity.clean
+
+
+def test_metadata_checksum_catches_a_flipped_bit_in_the_footer(tmp_path):
+    path = _balanced_trace(tmp_path)
+    data = bytearray(path.read_bytes())
+    at = data.rindex(b'"kernel_release"') + 3  # inside a key name: valid JSON either way
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChargetraceError, match="metadata does not match its checksum"):
+        read_trace(path)
