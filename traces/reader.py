@@ -125,10 +125,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _meta_of(file: Path, pf: pq.ParquetFile) -> TraceMeta:
-    kv = pf.schema_arrow.metadata or {}
+    # The file's own key-value pairs, not the copy inside the serialized Arrow
+    # schema (ARROW:schema): the checksum below was computed over these.
+    kv = pf.metadata.metadata or {}
     raw = kv.get(METADATA_KEY)
     if raw is None:
         raise ChargetraceError(f"{file}: a Parquet file, but not a chargetrace trace (no chargetrace metadata)")
+    copy = (pf.schema_arrow.metadata or {}).get(METADATA_KEY)
+    if copy is not None and copy != raw:
+        raise ChargetraceError(f"{file}: the two copies of the metadata in the footer differ (damaged footer)")
     digest = kv.get(METADATA_DIGEST_KEY)
     if digest is not None and digest != hashlib.sha256(raw).hexdigest().encode():
         raise ChargetraceError(f"{file}: metadata does not match its checksum (damaged footer)")

@@ -506,7 +506,7 @@ def same_as_base(path: Path, bases: list[Base]) -> bool:
     try:
         files = sorted(path.glob("seg-*.parquet")) if path.is_dir() else [path]
         tables = [pq.read_table(f) for f in files]
-        raw = json.loads(tables[-1].schema.metadata[METADATA_KEY])
+        raw = json.loads(pq.ParquetFile(files[-1]).metadata.metadata[METADATA_KEY])
         table = pa.concat_tables([t.replace_schema_metadata(None).select(ARROW_SCHEMA.names).cast(
             ARROW_SCHEMA.remove_metadata()) for t in tables]).sort_by("seq")
     except Exception:  # noqa: BLE001 - unreadable raw: certainly not the base
