@@ -424,7 +424,7 @@ def test_write_table_refuses_existing_and_replaces_symlinks_without_following(tm
     out = tmp_path / "out.parquet"
     out.write_bytes(b"keep")
     with pytest.raises(ChargetraceError, match="already exists"):
-        write_table(trace.table, out, trace.meta)
+        write_table(trace.table, out, trace.meta, overwrite=False)
     assert out.read_bytes() == b"keep"
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")

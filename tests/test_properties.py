@@ -87,7 +87,7 @@ def test_every_injected_fault_is_caught_by_the_named_rule(tmp_path, era, seed, p
         return
     table, meta = mutate(trace, [Mutation(fault, 1 + pick % len(hits))])
     out = tmp_path / "mutated.parquet"
-    write_table(table, out, meta, overwrite=True)
+    write_table(table, out, meta)
     report = replay(read_trace(out), ReplayConfig())
     expect = meta.mutations[-1]["expect"]
     if fault == "lose-charge":

@@ -10,8 +10,8 @@ merges them into the target; when it is a directory, the segments stay there.
 Writes cannot hurt: every file is created 0600 under a fresh temporary name
 (``O_EXCL``, so no symlink is followed), carries Parquet page checksums, and is
 renamed over its target only when complete; any error or signal removes the
-temporary file. :func:`write_table` refuses an existing target unless told to
-overwrite it. While a recording runs its segments say ``complete: false``; a
+temporary file. :func:`write_table` can refuse an existing target (the CLI does
+unless ``--force``). While a recording runs its segments say ``complete: false``; a
 writer that fails (a full disk) or is aborted leaves them so, and never merges
 them into a trace that would read as whole. Kernel pointers are replaced by
 opaque ids as rows arrive (traces/pointers.py) unless ``raw_pointers``.
@@ -123,8 +123,11 @@ def _write_file(table: pa.Table, path: Path, meta: TraceMeta, *, overwrite: bool
 
 
 def write_table(table: pa.Table, path: str | os.PathLike[str], meta: TraceMeta, *,
-                overwrite: bool = False) -> None:
+                overwrite: bool = True) -> None:
     """Write a whole table as one finished trace file (atomically, 0600).
+
+    ``overwrite=False`` refuses an existing ``path`` (the CLI's default, until
+    ``--force``); library callers rewriting a trace in place keep the default.
 
     The metadata written says ``complete`` as the caller's does and records the
     row count, so a later reader can tell rows removed from the end.
