@@ -165,13 +165,14 @@ _SCOPE = _obj({
     "settled": _str,
     # Fields of schema version 2 (recorder): see traces/SCHEMA.md.
     "phases": _map(_U64_ID),
-    "memcgs": _list(_obj({"memcg": _U64_ID, "parent": _U64_ID, "path": _str, "created_in_scope": _bool},
+    "memcgs": _list(_obj({"memcg": _U64_ID, "parent": _opt(_U64_ID), "path": _str, "created_in_scope": _bool},
                          required=("memcg",))),
     "tasks_left": _list(_obj({"pid": _int(0, (1 << 32) - 1), "comm": _str}, required=("pid",))),
     "moved_out": _list(_obj({"pid": _int(0, (1 << 32) - 1), "memcg": _U64_ID, "followed": _bool},
                             required=("pid",))),
     "unseen_fault_share": _number(0.0, 1.0),
-    "settle": _obj({"method": _str, "done": _bool, "unreclaimed_bytes": _int(-_I64, _I64 - 1), "why": _str}),
+    "settle": _obj({"method": _str, "done": _bool, "unreclaimed_bytes": _int(-_I64, _I64 - 1),
+                    "why": _opt(_str)}),
     "exit_status": _opt(_int(0, 1 << 16)),
     "oom_kills": _opt(_COUNT),
 })
