@@ -241,7 +241,7 @@ def _read_rows(file: Path, pf: pq.ParquetFile, done: int, total: int, progress: 
     return table
 
 
-def _one_recording(path: Path, files: list[Path], metas: list[TraceMeta]) -> None:
+def _one_recording(path: Path, metas: list[TraceMeta]) -> None:
     ids = {m.recording_id for m in metas}
     if len(ids) > 1:
         shown = ", ".join(sorted(repr(i) for i in ids)[:3])
@@ -266,7 +266,7 @@ def read_trace(path: str | os.PathLike[str], *, progress: Progress | None = None
     files = trace_files(path)
     opened = [(file, _open(file)) for file in files]
     metas = [_meta_of(file, pf) for file, pf in opened]
-    _one_recording(Path(path), files, metas)
+    _one_recording(Path(path), metas)
     total = sum(pf.metadata.num_rows for _, pf in opened)
     cap = max_events() if limit is None else limit
     if total > cap:
