@@ -202,15 +202,6 @@ def test_perf_buffer_fallback_delivers_the_same(tmp_path: Path, workload: Path) 
     assert _stat(df, "PGPGOUT") == _stat(df, "PGPGIN")
 
 
-def _closed_faults(segment_dir: Path) -> int:
-    import pyarrow.parquet as pq
-
-    n = 0
-    for seg in sorted(segment_dir.glob("seg-*.parquet")):  # renamed into place only when complete
-        n += pq.read_table(seg, columns=["kind"]).column("kind").to_pylist().count("fault")
-    return n
-
-
 def test_sigkill_keeps_closed_segments_readable(tmp_path: Path, workload: Path) -> None:
     trace = tmp_path / "kill.parquet"
     proc = subprocess.Popen(cli("record", "--quiet", "-o", str(trace), "--", str(workload), "4096", "1000000"),
@@ -219,11 +210,10 @@ def test_sigkill_keeps_closed_segments_readable(tmp_path: Path, workload: Path) 
         line = proc.stdout.readline()
         assert line.startswith("pid=")
         pid = int(line.split()[0].split("=")[1])
-        # wait for a closed segment holding faults (written every ~2 s; on a loaded
-        # machine the first one may hold only the initial usage sample)
+        # wait for the first closed segment (written every ~2 s; later on a loaded machine)
         partial = tmp_path / "kill.parquet.partial"
         deadline = time.monotonic() + 60
-        while not _closed_faults(partial) and time.monotonic() < deadline:
+        while not list(partial.glob("seg-*.parquet")) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         proc.kill()
