@@ -1,7 +1,10 @@
 """chargetrace command line: parse, call, print.
 
 Exit codes: 0 balanced (or success), 1 violations, 2 bad input or usage (one line on stderr),
-3 inconclusive (events were lost where a finding depends on them).
+3 inconclusive (events were lost where a finding depends on them, or the
+recording could not see all of its scope), 4 unchecked (no rule checked
+anything of substance: see README "Verdicts and exit codes");
+`record -- CMD` exits with CMD's status (128+N for signal N).
 """
 
 from __future__ import annotations
@@ -144,7 +147,9 @@ def main(debug: bool) -> None:
 def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int) -> None:
     """Replay TRACE against the reference accounting model.
 
-    Exit 0 balanced, 1 violations, 3 inconclusive, 2 bad input.
+    Exit 0 balanced, 1 violations, 2 bad input, 3 inconclusive, 4 unchecked
+    (no rule checked anything of substance: no charge/uncharge/transfer/device
+    event and no non-zero counter check).
     """
     from chargetrace.replay import ReplayConfig
     from chargetrace.replay import replay as run_replay
@@ -272,22 +277,29 @@ def anonymize(trace: Path, out: Path, force: bool) -> None:
 @click.option("--raw-pointers", is_flag=True,
               help="Keep raw kernel folio addresses in the trace. They expose the kernel's address layout "
                    "(KASLR); by default they are replaced by stable opaque ids.")
+@click.option("--exit-wait", type=float, default=2.0, show_default=True,
+              help="Seconds to wait, after CMD exits, for the rest of the scope's tasks.")
 @click.option("--skip-how", multiple=True, type=click.Choice(["tracepoint", "raw_tp", "fentry", "kprobe"]),
               hidden=True, help="Do not use this attach kind (tests the fallbacks).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @user_errors
 def record(output: Path, pid: int | None, cgroup: str | None, duration: float | None, ringbuf_mb: float,
-           transport: str, events: str | None, quiet: bool, raw_pointers: bool, skip_how: tuple[str, ...],
+           transport: str, events: str | None, quiet: bool, raw_pointers: bool, exit_wait: float,
+           skip_how: tuple[str, ...],
            command: tuple[str, ...]) -> None:
-    """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide."""
+    """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide.
+
+    With CMD, exits with CMD's status (128+N for signal N); a signal before
+    CMD ran leaves no trace and exits 2."""
     from chargetrace.tracer.recorder import RecordConfig, Recording
 
     config = RecordConfig(
         output=output, command=list(command), pid=pid, cgroup=cgroup, duration=duration,
         ringbuf_mb=ringbuf_mb, transport=transport, status=not quiet,
-        events=set(events.split(",")) if events else None, skip_how=frozenset(skip_how), raw_pointers=raw_pointers,
-        argv=["chargetrace", *sys.argv[1:]],
+        events=set(events.split(",")) if events else None, skip_how=frozenset(skip_how),
+        raw_pointers=raw_pointers, exit_wait=exit_wait, argv=["chargetrace", *sys.argv[1:]],
     )
+    config.validate()
     if config.scope_kind == "system" and duration is None:
         click.echo("chargetrace: recording system-wide until Ctrl-C", err=True)
     with Recording(config) as rec:
@@ -298,8 +310,15 @@ def record(output: Path, pid: int | None, cgroup: str | None, duration: float | 
         result = rec.run()
     if not quiet and sys.stderr.isatty():
         click.echo("", err=True)
+    scope = result.meta.scope
     status = "" if result.exit_status is None else f", command exit status {result.exit_status}"
+    if scope.oom_kills:
+        status += f", OOM killed {scope.oom_kills} task(s) in the scope"
+    if scope.tasks_left:
+        status += f", {len(scope.tasks_left)} task(s) outlived the command ({', '.join(t['comm'] for t in scope.tasks_left)})"
     click.echo(f"{result.path}: {result.events} events, {result.drops} dropped{status}", err=True)
+    if result.exit_status:
+        sys.exit(result.exit_status)
 
 
 @main.command()
@@ -318,7 +337,7 @@ def probes() -> None:
         if c.variant is not None:
             click.echo(f"{c.event:<{width}}  {c.variant.probe}  [{c.variant.how}]")
         else:
-            click.echo(f"{c.event:<{width}}  none: {'; '.join(c.reasons)}")
+            click.echo(f"{c.event:<{width}}  none: {c.as_meta()['reason']}")
 
 
 # ==== end of tracer commands ================================================
@@ -410,6 +429,136 @@ def lab_clean(kernel, cache_dir, rootfs) -> None:
 
 
 # ==== end of lab commands ==================================================
+
+
+# ==== look commands (owner: look branch) ====================================
+# query / report / export / convert: parse, call chargetrace.look or
+# chargetrace.convert, print. Long work reports progress on stderr (a terminal).
+
+
+def _progress_bar():
+    """A context manager yielding a progress(step, done, total) callback (None
+    when stderr is not a terminal: scripts get no control characters)."""
+    import contextlib
+
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar():
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("working", total=None)
+
+            def update(step: str, done: int, total: int) -> None:
+                progress.update(task, description=step, completed=done, total=total or None)
+
+            yield update
+
+    return bar()
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@user_errors
+def query(args: tuple[str, ...], fmt: str, as_json: bool) -> None:
+    """SQL over traces: `query TRACE... "SQL"` (DuckDB; tables events, findings, ledger)."""
+    from chargetrace.look.query import query as run_query
+
+    if len(args) < 2:
+        raise ChargetraceError('query needs at least one TRACE and the SQL: query TRACE... "SELECT ..."')
+    with _progress_bar() as progress:
+        result = run_query(list(args[:-1]), args[-1], progress=progress)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        click.echo(result.to_json())
+    elif fmt == "csv":
+        click.echo(result.to_csv(), nl=False)
+    else:
+        from rich.table import Table
+
+        table = Table(*result.columns, show_lines=False)
+        for row in result.rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        _console().print(table)
+        click.echo(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})", err=True)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was written.")
+@user_errors
+def report(trace: Path, output: Path, as_json: bool) -> None:
+    """Write a self-contained HTML report (verdict, charts, violation timelines; works offline)."""
+    from chargetrace.look.report import write_report
+
+    with _progress_bar() as progress:
+        summary = write_report(trace, output, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {output} ({summary['verdict']}, {summary['charts']} charts, "
+                   f"{summary['timelines']} violation timelines, {summary['bytes']} bytes)")
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option("--perfetto", "out", required=True, type=click.Path(path_type=Path),
+              help="Perfetto trace (protobuf) to write; open it in the Perfetto UI.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was written.")
+@user_errors
+def export(trace: Path, out: Path, as_json: bool) -> None:
+    """Export TRACE for the Perfetto UI: memcg counters, slices per thread, violations."""
+    from chargetrace.look.perfetto import export_perfetto
+
+    with _progress_bar() as progress:
+        summary = export_perfetto(trace, out, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"wrote {out} ({summary['packets']} packets: {summary['counter_tracks']} counter tracks, "
+                   f"{summary['slices']} slices, {summary['instants']} instants)")
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Trace to write.")
+@click.option("--from", "fmt", type=click.Choice(["auto", "perf", "trace-cmd", "ftrace"]), default="auto",
+              show_default=True, help="Input: perf script / trace-cmd report / tracefs text, or perf.data / trace.dat.")
+@click.option("--btf", type=click.Path(path_type=Path), default=None,
+              help="BTF of the recorded kernel, to name memcg counter items (default: this kernel's).")
+@click.option("--memcg", "memcg", type=int, default=None, help="Scope: the recorded workload's memcg id.")
+@click.option("--cgroup", "cgroup", type=click.Path(path_type=Path), default=None,
+              help="Scope: the workload's cgroup directory (its inode is the memcg id).")
+@click.option("--fresh", is_flag=True, help="Scope memcg was created after recording started.")
+@click.option("--exited", is_flag=True, help="Scope's tasks had exited before recording stopped.")
+@click.option("--settled", default="", help="How the scope memcg was drained after exit (e.g. force_empty).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@user_errors
+def convert(source: Path, output: Path, fmt: str, btf: Path | None, memcg: int | None, cgroup: Path | None,
+            fresh: bool, exited: bool, settled: str, as_json: bool) -> None:
+    """Convert a perf / trace-cmd / tracefs recording of tracepoints into a chargetrace trace."""
+    from chargetrace.convert import ConvertConfig, convert_file
+
+    config = ConvertConfig(source=source, output=output, fmt=fmt, btf=btf, memcg=memcg, cgroup=cgroup,
+                           fresh=fresh, exited=exited, settled=settled, argv=["chargetrace", *sys.argv[1:]])
+    with _progress_bar() as progress:
+        result = convert_file(config, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(f"wrote {result.path}: {result.events} events from {result.lines} lines ({result.fmt})")
+        if result.unmapped:
+            click.echo("not mapped (no chargetrace kind): "
+                       + ", ".join(f"{k} {n}" for k, n in sorted(result.unmapped.items())), err=True)
+
+
+# ==== end of look commands =================================================
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ optionally under ``chargetrace record``. Built artifacts are cached outside the
 repository, keyed by (source package version, config fragment hash).
 
 Limits: x86_64 hosts only, Debian hosts (apt/dpkg), root required (debootstrap,
-chroot). The measured recipe is ``/work/shared/docs/hmm-lab.md``.
+chroot). The measured recipe and why each choice was made: ``docs/lab.md``.
 """
 
 from .config import LabConfig

@@ -31,10 +31,19 @@ _STAMP = "done.json"
 
 
 def kernel_key(source_version: str, fragment: bytes) -> str:
-    """12 hex digits identifying a kernel build: recipe, source package version, fragment."""
+    """12 hex digits identifying a kernel build: recipe, source package version, and
+    the fragment's options (comments and blank lines do not count: editing a
+    comment must not cost a kernel build)."""
     h = hashlib.sha256(f"{RECIPE}\n{source_version}\n".encode())
-    h.update(fragment)
+    h.update(_options_only(fragment))
     return h.hexdigest()[:12]
+
+
+def _options_only(fragment: bytes) -> bytes:
+    # "# CONFIG_X is not set" is an option, not a comment (Kconfig's own syntax).
+    lines = [line.strip() for line in fragment.splitlines()]
+    kept = [line for line in lines if line and (not line.startswith(b"#") or line.endswith(b"is not set"))]
+    return b"\n".join(kept) + b"\n"
 
 
 def rootfs_key(suite: str, debs: tuple[str, ...] | list[str], pip: tuple[str, ...] | list[str]) -> str:

@@ -1,6 +1,6 @@
 """Building the lab kernel, test_hmm.ko (out of tree) and hmm-tests, with a cache.
 
-Steps (``/work/shared/docs/hmm-lab.md`` §2): unpack ``linux-source-<series>``;
+Steps (``docs/lab.md#config-fragment``, ``#test_hmm-out-of-tree``): unpack ``linux-source-<series>``;
 ``x86_64_defconfig`` + ``kernel/configs/kvm_guest.config`` + ``hmm-lab.config``
 via ``merge_config.sh``; ``olddefconfig``; ``make bzImage modules``;
 ``modules_install`` into a staging root; build ``test_hmm.ko`` out of tree;

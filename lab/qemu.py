@@ -2,7 +2,7 @@
 
 TCG is the default here: this machine's /dev/kvm is ``kvm_pvm`` (a nested
 paravirtual hypervisor) that hangs ordinary guest kernels right after the BIOS
-(hmm-lab.md §3), so ``auto`` only picks KVM when the host CPU advertises
+(docs/lab.md#why-tcg), so ``auto`` only picks KVM when the host CPU advertises
 vmx/svm and the PVM module is absent. The guest gets ``panic=-1 oops=panic``
 and QEMU ``-no-reboot``, so a crash ends the run at once; a hard timeout
 covers hangs.

@@ -1,8 +1,9 @@
 """Offline replay of chargetrace traces against the reference accounting model.
 
 ``replay(read_trace(path))`` returns a :class:`Report`: a verdict (balanced,
-violations, inconclusive), every finding with its rule, folio, memcg and seq,
-and per-memcg and per-rule tables. This package reads traces only; it never
+violations, inconclusive, unchecked), every finding with its rule, folio, memcg
+and seq, what each rule checked (coverage), what each memcg still holds, and
+per-memcg and per-rule tables. This package reads traces only; it never
 imports the recorder.
 """
 
@@ -10,16 +11,18 @@ from .config import ReplayConfig
 from .engine import replay
 from .eras import PROFILES, EraProfile, select_era
 from .findings import Finding
-from .report import BALANCED, INCONCLUSIVE, VIOLATIONS, Report
+from .report import BALANCED, EXIT_CODES, INCONCLUSIVE, UNCHECKED, VIOLATIONS, Report
 
 __all__ = [
     "BALANCED",
+    "EXIT_CODES",
     "EraProfile",
     "Finding",
     "INCONCLUSIVE",
     "PROFILES",
     "Report",
     "ReplayConfig",
+    "UNCHECKED",
     "VIOLATIONS",
     "replay",
     "select_era",

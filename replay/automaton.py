@@ -19,57 +19,50 @@ from .eras import EraProfile
 from .events import Event
 from .findings import VIOLATION, Finding
 from .model import Model
+from .scope import ScopeView
 
 __all__ = ["Rule", "RuleContext", "Automaton"]
 
 
-#: Recorder probe-catalogue entries (``meta.probes[*].event``) that emit each
-#: kind, where their names differ from the kind.
-_PROBE_EVENTS: dict[str, tuple[str, ...]] = {
-    "memcg_stat": ("memcg_stat", "memcg_events", "memcg_lruvec_state", "memcg_state"),
-    "uncharge": ("uncharge", "uncharge_batch"),
-    "migrate_setup": ("migrate_setup", "device_range"),
-    "migrate_pages": ("migrate_pages", "device_pages"),
-    "migrate_finalize": ("migrate_finalize", "device_finalize"),
-}
-
-
 @dataclass
 class RuleContext:
-    """What every rule may read: the model, the trace's metadata and era."""
+    """What every rule may read: the model, the trace's metadata and era, and
+    the scope (replay/scope.py)."""
 
     model: Model
     meta: TraceMeta
     era: EraProfile
     findings: list[Finding] = field(default_factory=list)
+    scope: ScopeView = field(init=False)
+    #: Row kinds the recording attached a probe for; None = the trace does not
+    #: say (a generated trace): then every kind counts as attached.
+    kinds: frozenset[str] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scope = ScopeView.from_meta(self.meta)
+        probes = self.meta.probes
+        # Decided by the kinds the recorder says it attached, never by probe names.
+        self.kinds = frozenset(p["kind"] for p in probes if p.get("probe") and p.get("kind")) if probes else None
 
     def attached(self, kind: str) -> bool:
-        """Whether the recorder attached a probe that emits ``kind`` rows (or
-        the trace does not say, e.g. a generated trace: then assume it did)."""
-        if not self.meta.probes:
-            return True
-        names = _PROBE_EVENTS.get(kind, (kind,))
-        return any(
-            p.get("probe") and (p.get("kind") == kind or p.get("event") in names) for p in self.meta.probes
-        )
+        """Whether the recording attached a probe that emits ``kind`` rows."""
+        return self.kinds is None or kind in self.kinds
 
     @property
     def scope_memcg(self) -> int:
         return self.meta.scope.memcg
 
     def observed_from_creation(self, memcg: int) -> bool:
-        """The recorder created this memcg after its probes were attached, so
-        every charge in it is in the trace."""
-        return bool(memcg) and self.meta.scope.fresh and memcg == self.meta.scope.memcg
+        """Every charge of this memcg is in the trace (ScopeView.observed_from_creation)."""
+        return self.scope.observed_from_creation(memcg)
 
     def closed(self, memcg: int) -> bool:
-        """Observed from creation, its tasks exited and it was drained."""
-        scope = self.meta.scope
-        return self.observed_from_creation(memcg) and scope.exited and bool(scope.settled)
+        """Observed from creation, no task left in the scope, and drained."""
+        return self.scope.closed(memcg)
 
 
 class Rule:
-    """One named rule of kernel-facts §6.
+    """One named rule of the accounting model (README "Rules").
 
     Subclasses set ``id``, ``title``, ``source`` (the kernel commit or file
     whose behaviour the rule encodes), ``handles`` (the event kinds they are
@@ -81,13 +74,29 @@ class Rule:
     title: ClassVar[str]
     source: ClassVar[str]
     handles: ClassVar[tuple[str, ...]] = ()
-    #: Logical events (recorder probes) the rule needs attached to judge anything.
+    #: Row kinds the rule needs attached (meta.probes[*].kind) to judge anything.
     needs: ClassVar[tuple[str, ...]] = ()
+    #: What ``checked`` counts (the coverage the report prints).
+    unit: ClassVar[str] = "events"
 
     def __init__(self, ctx: RuleContext) -> None:
         self.ctx = ctx
         self.model = ctx.model
         self.checked = 0  # events (or end-of-trace items) this rule examined
+        #: Of those, the ones "of substance": a charge, uncharge, transfer,
+        #: replace, device free or split; a non-zero counter delta; a usage
+        #: figure with at least one page behind it. A replay in which every
+        #: rule's substance is 0 is *unchecked* (report.py).
+        self.substance = 0
+        #: Pages behind the checked events, where the rule knows them.
+        self.pages = 0
+
+    def check(self, pages: int = 0, substantive: bool = True) -> None:
+        """Count one examined event (and whether it was of substance)."""
+        self.checked += 1
+        self.pages += pages
+        if substantive:
+            self.substance += 1
 
     def applies(self) -> bool:
         """Whether the trace holds what this rule needs (probes attached)."""
@@ -106,12 +115,12 @@ class Rule:
         since_ts_ns: int | None = None,
         related: Iterable[int] = (),
         kind: str = VIOLATION,
-        rule: str | None = None,
     ) -> None:
+        """Add a finding under this rule's own id (no unit reports another's)."""
         seq, ts = (ev_or_seq.seq, ev_or_seq.ts_ns) if isinstance(ev_or_seq, Event) else ev_or_seq
         self.ctx.findings.append(
             Finding(
-                rule=rule or self.id,
+                rule=self.id,
                 seq=seq,
                 ts_ns=ts,
                 folio=folio,

@@ -86,7 +86,7 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> Report:
     """Replay a trace against the reference model; never raises on content."""
     config = config or ReplayConfig()
     era = select_era(trace.meta, config.era)
-    model = Model(era, device_folios(trace.table))
+    model = Model(era, device_folios(trace.table), trace.meta.page_size)
     ctx = RuleContext(model, trace.meta, era)
     automaton = Automaton(ctx, ALL_RULES)
     automaton.feed(iter_events(trace.table, config.progress))

@@ -1,7 +1,7 @@
 """Accounting-era profiles: how the recorded kernel moves and frees charges.
 
 Two behaviours changed over the years and decide what a balanced trace looks
-like (kernel-facts §1.6, §1.7):
+like:
 
 * ``migrate``: ``mem_cgroup_migrate(old, new)`` force-charges ``new`` and leaves
   ``old`` charged until it is freed (4.14-6.6, "Force-charge the new page. The

@@ -1,7 +1,8 @@
 """The reference accounting model: per-folio and per-memcg charge state.
 
 The model applies each event's effect as the kernel of the trace's era would
-(kernel-facts §1, §6). Rules (replay/rules/) look at the state *before* the
+(mm/memcontrol.c charge/uncharge/migrate, mm/memremap.c device frees; the era
+profiles in replay/eras.py). Rules (replay/rules/) look at the state *before* the
 model applies an event and report where the trace and the model disagree; the
 model then follows the kernel's own view (the memcg read from the folio) so
 one fault is reported once, not as a cascade.
@@ -9,6 +10,11 @@ one fault is reported once, not as a cascade.
 Folio states: absent from :attr:`Model.folios` = unknown (not seen yet; it may
 have been charged before the recording started), or a :class:`FolioState`
 whose ``memcg`` is 0 (uncharged) or the charged memcg.
+
+The model is the one owner of the accounting logic the rules read: the
+device-free -> uncharge pairing (:attr:`Model.device_free_pairs`), the
+per-memcg counter sums and memory.stat samples, and what each memcg holds
+(:meth:`Model.held`, units from replay/units.py).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from dataclasses import dataclass, field
 
 from .eras import FORCE, EraProfile
 from .events import Event
+from .units import Held, held_from_counters, held_from_memstat
 
-__all__ = ["FolioState", "MemcgLedger", "Window", "Model"]
+__all__ = ["FolioState", "MemcgLedger", "Window", "DeviceFreePair", "Model", "NOT_IN_CALL", "SAMPLE_KINDS"]
 
 #: How a folio got its charge (or lost it).
 VIA_CHARGE = "charge"
@@ -62,8 +69,28 @@ class MemcgLedger:
     #: folios of their own yet: the split copies memcg_data to every new folio
     #: (split_page_memcg(), mm/memcontrol.c) without a charge event.
     split_tails: int = 0
+    #: Folios more than were charged that a split in the trace will uncharge:
+    #: each split of an n-page folio into pieces of v pages adds n/v - 1
+    #: (PGPGOUT counts them, PGPGIN counted the folio once; replay/units.py).
+    split_extra_folios: int = 0
     counters: Counter = field(default_factory=Counter)  # memcg_stat item -> sum
     usage: list[tuple[int, int, str, int]] = field(default_factory=list)  # (seq, ts, item, bytes)
+    #: memory.stat key -> last sampled value (memstat rows), and the seq of the sample
+    memstat: dict[str, int] = field(default_factory=dict)
+    memstat_seq: int = -1
+    memstat_after: int = -2  #: Model.last_activity_seq when that sample set was taken
+
+
+@dataclass
+class DeviceFreePair:
+    """A device-private free with a memcg, and the uncharge that completed it in
+    the same call (free_zone_device_folio(), mm/memremap.c) — or the event on
+    the same thread that showed none came (``uncharge_seq`` = -1)."""
+
+    free: Event
+    uncharge_seq: int = -1
+    ended_by_seq: int = -1  # next in-call event on the thread (-1: end of trace)
+    ended_by_kind: str = ""
 
 
 @dataclass
@@ -77,8 +104,9 @@ class Window:
 
 
 class Model:
-    def __init__(self, era: EraProfile, device_folios: frozenset[int] = frozenset()) -> None:
+    def __init__(self, era: EraProfile, device_folios: frozenset[int] = frozenset(), page_size: int = 4096) -> None:
         self.era = era
+        self.page_size = page_size or 4096
         self.folios: dict[int, FolioState] = {}
         self.memcgs: dict[int, MemcgLedger] = {}
         #: Folios the trace shows to be device-private (seen in a device free).
@@ -87,8 +115,16 @@ class Model:
         self.fault_windows: dict[int, Window] = {}  # tid -> window
         self.forked_pids: set[int] = set()
         self.exited_pids: set[int] = set()
-        #: tid -> the device_free whose uncharge has not been seen yet (R6).
-        self.pending_free: dict[int, Event] = {}
+        #: tid -> the device free whose uncharge has not been seen yet (R6).
+        self.pending_free: dict[int, DeviceFreePair] = {}
+        #: Every device free with a memcg, in order, with its pairing (R6 reads it).
+        self.device_free_pairs: list[DeviceFreePair] = []
+        #: True when the samples come from cgroup v1 files (memory.usage_in_bytes,
+        #: v1 memory.stat keys), False for v2, None before any sample.
+        self.cgroup_v1: bool | None = None
+        #: seq of the last event that is not a recorder sample (usage/memstat):
+        #: samples taken with no event in between belong to one sample set.
+        self.last_activity_seq = -1
         self.first_ts = -1
         self.last_seq = -1
         self.last_ts = 0
@@ -105,14 +141,38 @@ class Model:
         if self.first_ts < 0:
             self.first_ts = ev.ts_ns
         self.last_seq, self.last_ts = ev.seq, ev.ts_ns
-        pending = self.pending_free.get(ev.tid)
-        if pending is not None and ev.kind not in _NOT_IN_CALL:
+        if ev.kind not in SAMPLE_KINDS:
+            self.last_activity_seq = ev.seq
+        pair = self.pending_free.get(ev.tid)
+        if pair is not None and ev.kind not in NOT_IN_CALL:
             del self.pending_free[ev.tid]
-            if not (ev.kind == "uncharge" and ev.folio == pending.folio):
-                self.free_without_uncharge(pending)
+            if ev.kind == "uncharge" and ev.folio == pair.free.folio:
+                pair.uncharge_seq = ev.seq
+            else:
+                pair.ended_by_seq, pair.ended_by_kind = ev.seq, ev.kind
+                self.free_without_uncharge(pair.free)
         handler = _APPLY.get(ev.kind)
         if handler is not None:
             handler(self, ev)
+
+    def unpaired_device_frees(self) -> list[DeviceFreePair]:
+        """Device frees of a charged folio with no uncharge in the same call
+        (including those still open at the end of the trace)."""
+        return [p for p in self.device_free_pairs if p.uncharge_seq < 0]
+
+    def held(self, memcg: int, observed_from_creation: bool) -> Held | None:
+        """What ``memcg`` holds, in pages by kind: the last memory.stat sample, or
+        else the page-unit counter sums when they are absolute (the memcg was
+        observed from its creation); None when the trace cannot say."""
+        led = self.memcgs.get(memcg)
+        if led is None:
+            return None
+        held = held_from_memstat(led.memstat, self.page_size, bool(self.cgroup_v1))
+        if held is not None:
+            return held
+        if observed_from_creation and led.counters:
+            return held_from_counters(led.counters)
+        return None
 
     def split_credit(self, memcg: int, nr: int) -> bool:
         """Whether an unknown folio of ``nr`` pages charged to ``memcg`` can be
@@ -221,7 +281,8 @@ class Model:
         if ev.memcg:
             # The free path uncharges next, on the same thread (free_zone_device_page,
             # mm/memremap.c); the uncharge row settles it (R6).
-            self.pending_free[ev.tid] = ev
+            pair = self.pending_free[ev.tid] = DeviceFreePair(ev)
+            self.device_free_pairs.append(pair)
             return
         state = self.folios.get(ev.folio)
         if state is not None and state.memcg:
@@ -242,6 +303,9 @@ class Model:
         """A large folio of ``nr_pages`` split into folios of ``value`` pages."""
         state = self.folios.get(ev.folio)
         piece = ev.value if ev.value > 0 else 1
+        memcg = ev.memcg or (state.memcg if state is not None else 0)
+        if memcg and ev.nr_pages > piece:
+            self.ledger(memcg).split_extra_folios += ev.nr_pages // piece - 1
         if state is None or not state.memcg or piece >= state.nr:
             return
         if state.in_trace:
@@ -251,8 +315,24 @@ class Model:
     def _apply_memcg_stat(self, ev: Event) -> None:
         self.ledger(ev.memcg).counters[ev.item] += ev.value
 
+    def _apply_memstat(self, ev: Event) -> None:
+        led = self.ledger(ev.memcg)
+        if led.memstat_after != self.last_activity_seq:
+            led.memstat = {}  # a new sample set: forget the keys of the last one
+        led.memstat[ev.item] = ev.value
+        led.memstat_seq = ev.seq
+        led.memstat_after = self.last_activity_seq
+        if ev.item in _V1_STAT_KEYS:
+            self.cgroup_v1 = True
+        elif ev.item in _V2_STAT_KEYS:
+            self.cgroup_v1 = False
+
     def _apply_usage(self, ev: Event) -> None:
         self.ledger(ev.memcg).usage.append((ev.seq, ev.ts_ns, ev.item, ev.value))
+        if ev.item in _V1_FILES:
+            self.cgroup_v1 = True
+        elif ev.item in _V2_FILES:
+            self.cgroup_v1 = False
 
     def _apply_migrate_setup(self, ev: Event) -> None:
         self.migrate_windows[ev.tid] = Window(ev.seq, ev.ts_ns, ev.item)
@@ -283,8 +363,18 @@ class Model:
 
 
 #: Kinds that can arrive on a thread from other contexts (interrupts, the
-#: recorder), so they do not end a device-free call.
-_NOT_IN_CALL = frozenset({"memcg_stat", "usage", "lost", "page_migration"})
+#: recorder's samples), so they do not end a device-free call. Every other
+#: kind on the freeing thread does: free_zone_device_folio() uncharges before
+#: anything else can happen on it.
+_V1_FILES = frozenset({"memory.usage_in_bytes", "memory.kmem.usage_in_bytes"})
+_V2_FILES = frozenset({"memory.current"})
+_V1_STAT_KEYS = frozenset({"rss", "cache", "rss_huge", "mapped_file", "total_rss", "total_cache", "kmem.usage"})
+_V2_STAT_KEYS = frozenset({"anon", "file", "kernel", "sock", "slab"})
+
+#: Rows the recorder writes from its own samples, not from kernel events.
+SAMPLE_KINDS = frozenset({"usage", "memstat"})
+
+NOT_IN_CALL = frozenset({"memcg_stat", "usage", "memstat", "lost", "page_migration"})
 
 _APPLY = {
     "device_free": Model._apply_device_free,
@@ -295,6 +385,7 @@ _APPLY = {
     "replace": Model._force_charge,
     "memcg_stat": Model._apply_memcg_stat,
     "usage": Model._apply_usage,
+    "memstat": Model._apply_memstat,
     "migrate_setup": Model._apply_migrate_setup,
     "migrate_pages": Model._apply_migrate_pages,
     "migrate_finalize": Model._apply_migrate_finalize,

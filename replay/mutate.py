@@ -12,7 +12,8 @@ Faults:
 * ``duplicate-uncharge``: repeat an uncharge that released a charge.
 * ``skip-transfer``: remove a charge transfer (mem_cgroup_migrate).
 * ``double-charge``: repeat a successful charge.
-* ``drop-device-free-uncharge``: remove the uncharge inside a device-private free.
+* ``drop-device-free-uncharge``: remove the uncharge inside a device-private free
+  (the pairing is the model's, Model.device_free_pairs).
 * ``lose-charge``: remove a charge and add a ``lost`` row over it, as a real
   ring-buffer drop would look: what depends on it must become inconclusive.
 """
@@ -26,7 +27,7 @@ import pyarrow as pa
 
 from chargetrace.traces import ChargetraceError, Trace, TraceMeta
 
-__all__ = ["FAULTS", "Mutation", "mutate"]
+__all__ = ["FAULTS", "Mutation", "mutate", "eligible_events"]
 
 FAULTS = (
     "drop-uncharge",
@@ -48,17 +49,19 @@ def _rows(table: pa.Table) -> list[dict]:
     return table.select(["seq", "ts_ns", "tid", "kind", "folio", "memcg", "ret", "item", "value"]).to_pylist()
 
 
-def _device_free_uncharges(rows: list[dict]) -> list[int]:
-    """Indices of the uncharge rows that complete a device free (same tid, same folio)."""
-    pending: dict[int, dict] = {}
-    found = []
-    for i, row in enumerate(rows):
-        free = pending.pop(row["tid"], None) if row["kind"] not in ("memcg_stat", "usage", "lost") else None
-        if free is not None and row["kind"] == "uncharge" and row["folio"] == free["folio"]:
-            found.append(i)
-        if row["kind"] == "device_free" and row["memcg"]:
-            pending[row["tid"]] = row
-    return found
+def _device_free_uncharges(trace: Trace) -> list[int]:
+    """Row indices of the uncharges that complete a device free, as the model
+    pairs them (Model.device_free_pairs: one owner of the pairing)."""
+    from .engine import device_folios, iter_events
+    from .eras import select_era
+    from .model import Model
+
+    model = Model(select_era(trace.meta), device_folios(trace.table), trace.meta.page_size)
+    for ev in iter_events(trace.table):
+        model.apply(ev)
+    paired = {p.uncharge_seq for p in model.device_free_pairs if p.uncharge_seq >= 0}
+    seqs = trace.table.column("seq").to_pylist()
+    return [i for i, seq in enumerate(seqs) if seq in paired]
 
 
 def _eligible(fault: str, rows: list[dict], device_uncharges: set[int]) -> tuple[list[int], str]:
@@ -83,13 +86,18 @@ def _eligible(fault: str, rows: list[dict], device_uncharges: set[int]) -> tuple
     raise ChargetraceError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
 
 
+def eligible_events(trace: Trace, fault: str) -> tuple[list[int], str]:
+    """Row indices of ``trace`` that ``fault`` may hit, and the rule expected to catch it."""
+    return _eligible(fault, _rows(trace.table), set(_device_free_uncharges(trace)))
+
+
 def mutate(trace: Trace, mutations: list[Mutation]) -> tuple[pa.Table, TraceMeta]:
     """Apply the faults (all chosen on the input trace) and return the new table and meta."""
     if not mutations:
         raise ChargetraceError("no fault given; use one of --" + ", --".join(FAULTS))
     table = trace.table
     rows = _rows(table)
-    device_uncharges = set(_device_free_uncharges(rows))
+    device_uncharges = set(_device_free_uncharges(trace))
     drop: set[int] = set()
     duplicate: set[int] = set()
     lost_after: dict[int, dict] = {}

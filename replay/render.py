@@ -13,11 +13,11 @@ from rich.text import Text
 from chargetrace.traces import Trace
 
 from .findings import Finding
-from .report import BALANCED, VIOLATIONS, Report, kind_counts
+from .report import BALANCED, UNCHECKED, VIOLATIONS, Report, kind_counts
 
 __all__ = ["render_report", "render_info", "describe"]
 
-_VERDICT_STYLE = {BALANCED: "bold green", VIOLATIONS: "bold red"}
+_VERDICT_STYLE = {BALANCED: "bold green", VIOLATIONS: "bold red", UNCHECKED: "bold magenta"}
 _EVENT_COLUMNS = ["seq", "ts_ns", "tid", "comm", "kind", "probe", "folio", "folio_new", "nr_pages",
                   "memcg", "memcg_new", "ret", "item", "value"]
 
@@ -65,14 +65,15 @@ def _finding_block(trace: Trace, f: Finding, context: int, t0: int) -> Group:
 def _memcg_table(report: Report) -> Table:
     table = Table(title="per-memcg charges (pages)", title_justify="left")
     for name in ("memcg", "charged", "forced", "uncharged", "pre-trace unch.", "xfer in/out", "live (model)",
-                 "PGPGIN", "PGPGOUT", "ANON_MAPPED", "kernel", "diff (tol)", "reconcile"):
+                 "PGPGIN (folios)", "PGPGOUT (folios)", "ANON_MAPPED", "kernel", "diff (tol)", "reconcile"):
         table.add_column(name, justify="right")
     for m in report.memcgs:
         table.add_row(
             str(m.memcg), str(m.charged), str(m.force_charged), str(m.uncharged), str(m.pre_trace_uncharged),
             f"{m.transferred_in}/{m.transferred_out}",
             Text(str(m.live), style="red" if m.live < 0 else ""),
-            str(m.pgpgin), str(m.pgpgout), str(m.anon_mapped),
+            str(m.pgpgin), f"{m.pgpgout}" + (f" ({m.split_extra} split)" if m.split_extra else ""),
+            str(m.anon_mapped),
             "-" if m.kernel_pages is None else str(m.kernel_pages),
             "-" if m.difference is None else f"{m.difference:+d} ({m.tolerance})",
             Text(m.reconcile or "-", style="red" if m.reconcile == "mismatch" else ""),
@@ -81,12 +82,14 @@ def _memcg_table(report: Report) -> Table:
 
 
 def _rules_table(report: Report) -> Table:
-    table = Table(title="rules (events checked)", title_justify="left")
-    for name, justify in (("rule", "left"), ("checked", "right"), ("violations", "right"), ("what", "left")):
+    table = Table(title="rules: what each checked (coverage)", title_justify="left")
+    for name, justify in (("rule", "left"), ("checked", "right"), ("of substance", "right"), ("pages", "right"),
+                          ("violations", "right"), ("what", "left")):
         table.add_column(name, justify=justify)
     for r in report.rules:
-        checked = str(r.checked) if r.applies else "n/a"
-        table.add_row(r.rule, checked, Text(str(r.violations), style="red" if r.violations else ""), r.title)
+        checked = f"{r.checked} {r.unit}" if r.applies else "n/a (kind not recorded)"
+        table.add_row(r.rule, checked, str(r.substance) if r.applies else "", str(r.pages or "") if r.applies else "",
+                      Text(str(r.violations), style="red" if r.violations else ""), r.title)
     return table
 
 
@@ -104,6 +107,8 @@ def render_report(console: Console, report: Report, trace: Trace, *, context: in
     else:
         console.print("no memcg activity in this trace")
     console.print(_rules_table(report))
+    for row in report.held:
+        console.print(f"memcg {row.memcg}: {row.text}")
     for title, findings in (("violations", report.violations), ("inconclusive (events were lost around them)",
                                                                  report.inconclusive)):
         if not findings:
@@ -156,10 +161,11 @@ def render_info(console: Console, info: dict) -> None:
         ("era", f"migrate={meta['era']['migrate']} device-free refcount={meta['era']['device_free_refcount']}"
                 f" ({meta['era']['detected_by'] or 'not detected'})"),
         ("time", f"{meta['started_at']} .. {meta['ended_at']} ({info['duration_s']:.3f} s of events)"),
-        ("scope", ", ".join(f"{k}={v}" for k, v in meta["scope"].items() if v not in ("", 0, [], False))),
+        ("scope", ", ".join(f"{k}={v}" for k, v in meta["scope"].items() if v not in ("", 0, [], False, None))),
         ("cpus / page", f"{meta['ncpus']} / {meta['page_size']}"),
         ("drops", f"{meta['drops'].get('total', 0)} {meta['drops'].get('per_cpu') or ''}".strip()),
         ("anonymized", "yes" if meta["anonymized"] else "no"),
+        ("armed at", "-" if meta.get("armed_ns") is None else f"{meta['armed_ns']} ns (CLOCK_MONOTONIC)"),
     ]
     for key, value in lines:
         console.print(f"  {key:<15} {value}")

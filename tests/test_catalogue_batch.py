@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chargetrace.tracer.catalogue import CATALOGUE, choose_probes
+from chargetrace.tracer.catalogue import CATALOGUE
+from chargetrace.tracer.trials import choose_probes
 from chargetrace.tracer.headers import HeaderSource
 from chargetrace.tracer.kernel import KernelInfo
 
@@ -66,11 +67,22 @@ def test_one_compile_when_every_candidate_attaches(tmp_path: Path) -> None:
 
 def test_failed_attach_falls_back_to_the_next_variant(tmp_path: Path) -> None:
     bcc = _FakeBcc(bad_syms={"dmirror_devmem_fault"})
-    choices = {c.event: c for c in choose_probes(bcc, _kernel(tmp_path, _SYMS_61))}
+    kernel = _kernel(tmp_path, [*_SYMS_61, "nouveau_dmem_migrate_to_ram"])
+    choices = {c.event: c for c in choose_probes(bcc, kernel)}
     fault = choices["device_fault"]
-    assert fault.variant is not None and fault.variant.probe.endswith(":do_swap_page")
+    assert fault.variant is not None and fault.variant.probe.endswith(":nouveau_dmem_migrate_to_ram")
     assert any("dmirror_devmem_fault" in r for r in fault.reasons)
-    assert bcc.compiles == 2  # the batch, then do_swap_page alone
+    assert bcc.compiles == 2  # the batch, then the remaining kprobe sections once
+
+
+def test_device_fault_never_falls_back_to_do_swap_page(tmp_path: Path) -> None:
+    # do_swap_page also runs for every ordinary swap-in: without a driver's
+    # migrate_to_ram callback there is no device_fault probe, and it says why.
+    syms = [s for s in _SYMS_61 if s != "dmirror_devmem_fault"]
+    choices = {c.event: c for c in choose_probes(_FakeBcc(), _kernel(tmp_path, syms))}
+    fault = choices["device_fault"]
+    assert fault.variant is None
+    assert "do_swap_page is not used" in fault.as_meta()["reason"]
 
 
 def test_combined_compile_failure_tries_each_variant(tmp_path: Path) -> None:

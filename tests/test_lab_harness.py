@@ -25,6 +25,12 @@ def test_kernel_key_depends_on_version_and_fragment() -> None:
     assert k != kernel_key("6.1.192-2", b"CONFIG_A=m\n")
 
 
+def test_kernel_key_ignores_comments_but_not_unset_options() -> None:
+    k = kernel_key("6.1.192-2", b"CONFIG_A=y\n")
+    assert k == kernel_key("6.1.192-2", b"# why A: see docs\n\nCONFIG_A=y\n  \n")
+    assert k != kernel_key("6.1.192-2", b"CONFIG_A=y\n# CONFIG_B is not set\n")
+
+
 def test_rootfs_key_ignores_order_but_not_content() -> None:
     a = rootfs_key("bookworm", ["python3", "kmod"], ["click", "pandas"])
     assert a == rootfs_key("bookworm", ["kmod", "python3"], ["pandas", "click"])

@@ -70,7 +70,10 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 def test_clean_lifecycle_is_balanced(tmp_path, era, seed, program):
     report = replay(trace_of(simulate(era, seed, program), era, tmp_path))
     assert report.violations == [] and report.inconclusive == [], [f.message for f in report.violations]
-    assert report.verdict == "balanced"
+    # a program that charged nothing (e.g. only a fork) checks nothing of substance
+    charged = any(r["kind"] == "charge" for r in simulate(era, seed, program).rows)
+    assert report.verdict == ("balanced" if charged or report.of_substance else "unchecked")
+    assert report.of_substance or not charged
     assert all(m.live == 0 for m in report.memcgs)
 
 
@@ -79,10 +82,9 @@ def test_clean_lifecycle_is_balanced(tmp_path, era, seed, program):
        fault=st.sampled_from(FAULTS), pick=st.integers(0, 10_000))
 def test_every_injected_fault_is_caught_by_the_named_rule(tmp_path, era, seed, program, fault, pick):
     trace = trace_of(simulate(era, seed, program), era, tmp_path)
-    from chargetrace.replay.mutate import _device_free_uncharges, _eligible, _rows
+    from chargetrace.replay.mutate import eligible_events
 
-    rows = _rows(trace.table)
-    hits, _ = _eligible(fault, rows, set(_device_free_uncharges(rows)))
+    hits, _ = eligible_events(trace, fault)
     if not hits:
         return
     table, meta = mutate(trace, [Mutation(fault, 1 + pick % len(hits))])

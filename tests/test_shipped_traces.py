@@ -20,6 +20,22 @@ HMM = [p for p in SHIPPED if p.name.startswith("hmm-tests-")]
 EXERCISED = ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11")
 
 
+#: Golden coverage: the rules that must have checked something of substance in each shipped trace.
+_DEVICE = {"R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11"}
+GOLDEN_SUBSTANCE = {
+    "hmm-tests-6.1.parquet": _DEVICE,
+    "hmm-tests-6.12.parquet": _DEVICE,
+    "synthetic-hmm-lifecycle-5.18-6.6.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
+    "synthetic-hmm-lifecycle-6.7.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
+    # 6.18, cgroup v1, memcg tracepoints only (no kprobes under lockdown)
+    "workload-6.18-counters.parquet": {"R3.pgpg", "R13.anon"},
+}
+
+
+def test_every_shipped_trace_has_golden_coverage():
+    assert {p.name for p in SHIPPED} == set(GOLDEN_SUBSTANCE)
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_trace_is_balanced_and_says_what_it_is(path):
     trace = read_trace(path)
@@ -29,6 +45,22 @@ def test_shipped_trace_is_balanced_and_says_what_it_is(path):
     report = replay(trace)
     assert report.verdict == "balanced", [f.message for f in report.violations[:5]]
     assert report.lost_events == 0
+    coverage = report.to_json()["coverage"]
+    assert coverage["of_substance"]
+    assert {rule for rule, c in coverage["rules"].items() if c["substance"]} == GOLDEN_SUBSTANCE[path.name]
+
+
+def test_counters_trace_is_judged_in_folio_events():
+    """workload-6.18-counters: 2,048 order-0 pages plus startup charges, recorded on
+    cgroup v1: PGPGIN/PGPGOUT are folio events and balance; anon pages net to 0; the
+    drained memcg's usage is 0 pages, as its counters say."""
+    report = replay(read_trace(TRACES / "workload-6.18-counters.parquet"))
+    (row,) = report.memcgs
+    assert (row.pgpgin, row.pgpgout, row.split_extra, row.anon_mapped) == (2076, 2076, 0, 0)
+    assert (row.kernel_pages, row.model_pages, row.reconcile) == (0, 0, "ok")
+    rules = report.coverage()["rules"]
+    assert rules["R3.pgpg"]["substance"] == 2149 and rules["R13.anon"]["pages"] == 4150
+    assert not rules["R1"]["applies"] and report.held == [] and report.notes == []
 
 
 @pytest.mark.parametrize("path", HMM, ids=lambda p: p.name)
@@ -59,11 +91,10 @@ FAULTS = {
 @pytest.mark.parametrize("path", HMM, ids=lambda p: p.name)
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_faults_injected_in_a_real_trace_are_caught(tmp_path, path, fault):
-    from chargetrace.replay.mutate import _device_free_uncharges, _eligible, _rows
+    from chargetrace.replay.mutate import eligible_events
 
     trace = read_trace(path)
-    rows = _rows(trace.table)
-    eligible = len(_eligible(fault, rows, set(_device_free_uncharges(rows)))[0])
+    eligible = len(eligible_events(trace, fault)[0])
     assert eligible > 0
     for n in (1, eligible // 2, eligible):
         table, meta = mutate(trace, [Mutation(fault, n)])
@@ -72,3 +103,12 @@ def test_faults_injected_in_a_real_trace_are_caught(tmp_path, path, fault):
         report = replay(read_trace(out))
         assert report.verdict == "violations"
         assert {f.rule for f in report.violations} & FAULTS[fault], [f.message for f in report.violations]
+
+
+def test_dropped_pgpgout_in_the_counters_trace_is_caught(tmp_path):
+    trace = read_trace(TRACES / "workload-6.18-counters.parquet")
+    table, meta = mutate(trace, [Mutation("drop-uncharge", 5)])
+    write_table(table, tmp_path / "m.parquet", meta)
+    report = replay(read_trace(tmp_path / "m.parquet"))
+    assert [f.rule for f in report.violations] == ["R3.pgpg"]
+    assert "31 folio(s) left charged" in report.violations[0].message

@@ -1,28 +1,25 @@
-"""The probe catalogue: logical events, their candidate probes, trial attach.
+"""The probe catalogue: logical events and their candidate probes.
 
 Each logical event (``fault``, ``charge``, ``memcg_events``, ...) lists
 candidate probe *variants* in preference order: tracepoint, raw tracepoint,
-fentry/fexit, kprobe (kernel-facts §2-3). :func:`choose_probes` decides per
-event by ACTUALLY compiling, loading and attaching each candidate in
-tracer/bpf/recorder.c with only that variant enabled; the first that attaches
-wins. ``support_kfunc()`` and kallsyms are not trusted to say yes (on the
-machine this was written on, support_kfunc() is True but every
-BPF_PROG_TYPE_TRACING load fails with EPERM); a missing symbol is trusted to
-say no.
+fentry/fexit, kprobe. :func:`.trials.choose_probes` decides per event by
+actually compiling, loading and attaching the candidates; this module only
+says what the candidates are, what each needs (prechecks, cflags) and how
+its ``item`` numbers are named.
 
 Limits: one variant per logical event; fentry variants exist only for the
 6.9+ function names (older eras use kprobes, whose symbol is picked at attach
-time); ``device_fault`` uses the test_hmm driver's ``dmirror_devmem_fault`` or
-else ``do_swap_page`` (which also sees ordinary swap-ins).
+time); ``device_fault`` uses a device-private driver's ``migrate_to_ram``
+callback (test_hmm, nouveau, amdkfd) and nothing else: ``do_swap_page`` also
+runs for every ordinary swap-in, so with no such driver loaded the event has
+no probe and ``probes`` says why. Results are cached per kernel build by
+:mod:`.probecache`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,16 +34,12 @@ __all__ = [
     "CATALOGUE",
     "VARIANTS",
     "Choice",
-    "choose_probes",
-    "trial_attach",
-    "capture_stderr",
+    "item_tables",
 ]
 
 BPF_DIR = Path(__file__).with_name("bpf")
 MAIN_SOURCE = BPF_DIR / "recorder.c"
 
-# Ring buffer pages used by trial compiles (they never deliver events).
-_TRIAL_RB_PAGES = 16
 
 
 @dataclass(frozen=True)
@@ -142,6 +135,25 @@ def _kprobe(sym: str, define: str, entry: str | None, ret: str | None, **kw: Any
     return Variant("kprobe", define, probe, attach=tuple(attach), precheck=pre, reads_structs=True, **kw)
 
 
+def _hugetlb_commit() -> Variant:
+    """mem_cgroup_hugetlb_try_charge + mem_cgroup_commit_charge (6.7-6.12):
+    the commit is a hugetlb charge only after this thread's successful
+    try_charge (charge_memcg() commits too); both symbols must exist."""
+    syms = ("mem_cgroup_hugetlb_try_charge", "mem_cgroup_commit_charge")
+
+    def pre(k: KernelInfo) -> str | None:
+        for s in syms:
+            if not k.has_symbol(s):
+                return f"kprobe: no symbol {s}"
+        return None if k.can_read_folios else "kprobe: struct offsets unknown (no BTF, no headers)"
+
+    return Variant("kprobe", "CT_KP_HUGETLB_COMMIT", "kretprobe:mem_cgroup_commit_charge", attach=(
+        ("kretprobe", syms[0], "ct_kret_htlb_try"),
+        ("kprobe", syms[1], "ct_kp_htlb_commit"),
+        ("kretprobe", syms[1], "ct_kret_htlb_commit"),
+    ), precheck=pre, reads_structs=True)
+
+
 def _nargs(event: str, define: str) -> Callable[[KernelInfo], list[str]]:
     def flags(k: KernelInfo) -> list[str]:
         n = k.raw_tp_nargs(event)
@@ -171,10 +183,15 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
         _fentry("handle_mm_fault", "CT_FE_FAULT"),
         _kprobe("handle_mm_fault", "CT_KP_FAULT", "ct_kp_fault", None),
     )),
+    # Only migrate_to_ram callbacks: do_swap_page() calls them in its
+    # is_device_private_entry() branch alone (mm/memory.c), so a row is a
+    # device-private fault by construction.
     LogicalEvent("device_fault", "device_fault", (
         _kprobe("dmirror_devmem_fault", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
-        _kprobe("do_swap_page", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
-    )),
+        _kprobe("nouveau_dmem_migrate_to_ram", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
+        _kprobe("svm_migrate_to_ram", "CT_KP_DEVICE_FAULT", "ct_kp_device_fault", "ct_kret_device_fault"),
+    ), note="needs a device-private driver loaded (test_hmm, nouveau, amdkfd); do_swap_page is not used: "
+            "it also runs for ordinary swap-ins"),
     LogicalEvent("migrate_setup", "migrate_setup", (
         _kprobe("migrate_vma_setup", "CT_KP_MVMA_SETUP", "ct_kp_mvma_setup", "ct_kret_mvma_setup",
                 item_names=((0, "migrate_vma_setup"),)),
@@ -211,6 +228,17 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
         _kprobe("__mem_cgroup_charge", "CT_KP_CHARGE", "ct_kp_charge", "ct_kret_charge"),  # 5.15+
         _kprobe("mem_cgroup_charge", "CT_KP_CHARGE", "ct_kp_charge", "ct_kret_charge"),  # 5.8-5.14
     )),
+    # Swap-in charges the swap-cache folio outside __mem_cgroup_charge.
+    LogicalEvent("swapin_charge", "charge", (
+        _kprobe("mem_cgroup_swapin_charge_folio", "CT_KP_SWAPIN", "ct_kp_swapin", "ct_kret_swapin"),
+        _kprobe("mem_cgroup_swapin_charge_page", "CT_KP_SWAPIN", "ct_kp_swapin", "ct_kret_swapin"),  # 5.11+
+    )),
+    # hugetlb folios are charged to a memcg from 6.7 (8cba9576df60), v2 with
+    # memory_hugetlb_accounting only.
+    LogicalEvent("hugetlb_charge", "charge", (
+        _kprobe("mem_cgroup_charge_hugetlb", "CT_KP_HUGETLB", "ct_kp_hugetlb", "ct_kret_hugetlb"),
+        _hugetlb_commit(),  # 6.7-6.12
+    ), note="hugetlb memory is charged only from 6.7"),
     LogicalEvent("uncharge", "uncharge", (
         _fentry("__mem_cgroup_uncharge", "CT_FE_UNCHARGE"),
         _kprobe("__mem_cgroup_uncharge", "CT_KP_UNCHARGE", "ct_kp_uncharge", None),  # 5.15+
@@ -291,227 +319,9 @@ class Choice:
         # events, e.g. memcg_events/memcg_state, emit one kind).
         if self.variant is not None:
             return {"event": self.event, "kind": self.kind, "probe": self.variant.probe, "how": self.variant.how}
-        return {"event": self.event, "kind": self.kind, "probe": None, "how": None, "reason": "; ".join(self.reasons)}
-
-
-@contextlib.contextmanager
-def capture_stderr() -> Iterator[list[str]]:
-    """Capture fd 2 (libbcc and libbpf print there, not to sys.stderr)."""
-    lines: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
-
-
-def variant_cflags(kernel: KernelInfo, variant: Variant) -> list[str]:
-    return [f"-D{variant.define}={variant.pid}", *variant.cflags(kernel)]
-
-
-def compile_cflags(kernel: KernelInfo, variants: list[Variant], extra: list[str]) -> list[str]:
-    folio_reads = any(v.reads_structs for v in variants)
-    flags = [f"-I{BPF_DIR}", *kernel.base_cflags(folio_reads), *extra]
-    for v in variants:
-        flags += variant_cflags(kernel, v)
-    return flags
-
-
-def _first_error(lines: list[str], exc: BaseException) -> str:
-    for line in lines:
-        if ": error:" in line:
-            return line.split(": error:", 1)[1].strip()
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _load_reason(variant: Variant, lines: list[str], exc: BaseException) -> str:
-    blob = "\n".join(lines) + "\n" + str(exc)
-    if "Failed to compile" in blob:
-        return f"{variant.how}: compile failed: {_first_error(lines, exc)}"
-    if variant.how == "fentry" and ("Operation not permitted" in blob or "super-user" in blob):
-        return "fentry: BPF_PROG_TYPE_TRACING refused (EPERM)"
-    if "Operation not permitted" in blob:
-        return f"{variant.how}: load refused (EPERM)"
-    for line in lines:
-        if line.strip() and not line.startswith(("In file included", " ")):
-            return f"{variant.how}: {line.strip()}"
-    return f"{variant.how}: {_first_error(lines, exc)}"
-
-
-def _attach_reason(kernel: KernelInfo, kind: str, sym: str, lines: list[str], exc: BaseException) -> str:
-    if not kernel.has_kprobe_events:
-        return "kprobe: CONFIG_KPROBES not set (no kprobe_events)"
-    detail = next((ln.strip() for ln in lines if ln.strip()), str(exc).splitlines()[0])
-    return f"{kind}: attach to {sym} failed ({detail})"
-
-
-def attach_kprobes(bpf: Any, bcc: Any, variant: Variant) -> None:
-    """Load (verifier) and attach a kprobe variant's functions."""
-    for kind, sym, fn in variant.attach:
-        bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
-    for kind, sym, fn in variant.attach:
-        if kind == "kprobe":
-            bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
-        else:
-            bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
-
-
-def _compile(bcc: Any, kernel: KernelInfo, variants: list[Variant]) -> tuple[Any, list[str], BaseException | None]:
-    flags = compile_cflags(kernel, variants, [f"-DCT_RB_PAGES={_TRIAL_RB_PAGES}", "-DCT_SCOPE_ALL=1"])
-    with capture_stderr() as lines:
-        try:
-            return bcc.BPF(src_file=str(MAIN_SOURCE).encode(), cflags=flags), lines, None
-        except Exception as exc:  # bcc raises bare Exception for everything
-            return None, lines, exc
-
-
-def _try_kprobes(bpf: Any, bcc: Any, kernel: KernelInfo, variant: Variant) -> str | None:
-    """Load (verifier) and attach one kprobe variant's functions in ``bpf``."""
-    for _kind, _sym, fn in variant.attach:
-        with capture_stderr() as lines:
-            try:
-                bpf.load_func(fn.encode(), bcc.BPF.KPROBE)
-            except Exception as exc:
-                return f"kprobe: {fn} rejected by the verifier ({_first_error(lines, exc)})"
-    for kind, sym, fn in variant.attach:
-        with capture_stderr() as lines:
-            try:
-                if kind == "kprobe":
-                    bpf.attach_kprobe(event=sym.encode(), fn_name=fn.encode())
-                else:
-                    bpf.attach_kretprobe(event=sym.encode(), fn_name=fn.encode(), maxactive=64)
-            except Exception as exc:
-                return _attach_reason(kernel, kind, sym, lines, exc)
-    return None
-
-
-def trial_attach(bcc: Any, kernel: KernelInfo, variant: Variant, shared: Any = None) -> str | None:
-    """Compile, load and attach ``variant`` alone; None on success, else why not.
-
-    ``shared``: an already compiled program holding this kprobe variant's
-    functions (kprobe programs load one by one, so one compile can serve
-    every kprobe trial; tracepoint, raw-tp and fentry programs are loaded and
-    attached all at once by BCC and need a compile each)."""
-    pre = variant.precheck(kernel)
-    if pre:
-        return pre
-    if shared is not None and variant.attach:
-        return _try_kprobes(shared, bcc, kernel, variant)
-    bpf, lines, err = _compile(bcc, kernel, [variant])
-    if err is not None:
-        return _load_reason(variant, lines, err)
-    try:
-        return _try_kprobes(bpf, bcc, kernel, variant) if variant.attach else None
-    finally:
-        with capture_stderr():
-            bpf.cleanup()
-
-
-def _batch_trial(bcc: Any, kernel: KernelInfo, candidates: list[Variant]) -> dict[int, str | None] | None:
-    """Compile ``candidates`` (tracepoints included) as ONE program, load and attach them all.
-
-    Returns variant pid -> None (works) or why its kprobe did not load/attach;
-    None when the combined program does not compile or load. Under QEMU TCG one
-    BCC compile against real headers takes minutes, so the number of compiles
-    is what the trial costs (the lab measured > 10 min for per-variant trials).
-    """
-    if not candidates:
-        return {}
-    bpf, _lines, err = _compile(bcc, kernel, candidates)
-    if err is not None:
-        return None
-    try:
-        return {v.pid: (_try_kprobes(bpf, bcc, kernel, v) if v.attach else None) for v in candidates}
-    finally:
-        with capture_stderr():
-            bpf.cleanup()
-
-
-def _one_by_one(bcc: Any, kernel: KernelInfo, pending: list[tuple[LogicalEvent, Choice, int]],
-                skip_how: frozenset[str]) -> None:
-    # One compile for every remaining kprobe variant that passes its precheck
-    # (one per C section); if that compile fails, each variant is tried alone.
-    sections: dict[str, Variant] = {}
-    for e, _choice, start in pending:
-        for v in e.variants[start:]:
-            if v.attach and v.define not in sections and v.precheck(kernel) is None:
-                sections[v.define] = v
-    shared = None
-    if sections:
-        shared, _lines, _err = _compile(bcc, kernel, list(sections.values()))
-    try:
-        for event, choice, start in pending:
-            for variant in event.variants[start:]:
-                if variant.how in skip_how:
-                    choice.reasons.append(f"{variant.how}: skipped (--skip-how)")
-                    continue
-                reason = trial_attach(bcc, kernel, variant, shared)
-                if reason is None:
-                    choice.variant = variant
-                    break
-                choice.reasons.append(reason)
-    finally:
-        if shared is not None:
-            with capture_stderr():
-                shared.cleanup()
-
-
-def choose_probes(
-    bcc: Any, kernel: KernelInfo, only: set[str] | None = None, skip_how: frozenset[str] = frozenset()
-) -> list[Choice]:
-    """Trial-attach the catalogue in order; one :class:`Choice` per event.
-
-    Fast path: each event's first variant that passes its precheck is tried in
-    one combined program (:func:`_batch_trial`, one compile). Events whose
-    candidate fails there, and every event when the combined program does not
-    load, fall back to trying their (remaining) variants in catalogue order.
-
-    ``skip_how``: attach kinds not to use (``tracepoint``, ...), to exercise
-    the fallbacks on a kernel where the preferred probes work."""
-    events = [e for e in CATALOGUE if only is None or e.name in only]
-    first: dict[str, tuple[int, Variant]] = {}
-    early: dict[str, list[str]] = {}
-    for event in events:
-        reasons: list[str] = []
-        for i, variant in enumerate(event.variants):
-            if variant.how in skip_how:
-                reasons.append(f"{variant.how}: skipped (--skip-how)")
-                continue
-            pre = variant.precheck(kernel)
-            if pre is None:
-                first[event.name] = (i, variant)
-                break
-            reasons.append(pre)
-        early[event.name] = reasons
-    batch = _batch_trial(bcc, kernel, [v for _, v in first.values()])
-
-    choices: list[Choice] = []
-    pending: list[tuple[LogicalEvent, Choice, int]] = []
-    for event in events:
-        choice = Choice(event.name, event.kind, None)
-        choices.append(choice)
-        if batch is None:
-            pending.append((event, choice, 0))
-            continue
-        choice.reasons.extend(early[event.name])
-        if event.name not in first:
-            continue
-        i, cand = first[event.name]
-        reason = batch[cand.pid]
-        if reason is None:
-            choice.variant = cand
-        else:
-            choice.reasons.append(reason)
-            pending.append((event, choice, i + 1))
-    if pending:
-        _one_by_one(bcc, kernel, pending, skip_how)
-    return choices
+        note = next((e.note for e in CATALOGUE if e.name == self.event and e.note), "")
+        reason = "; ".join(self.reasons + ([f"note: {note}"] if note else []))
+        return {"event": self.event, "kind": self.kind, "probe": None, "how": None, "reason": reason}
 
 
 def _enum_names(values: dict[str, int], strip_mr: bool) -> dict[int, str]:

@@ -4,8 +4,8 @@ The BPF side emits fixed-size ``struct ct_event`` records (tracer/bpf/common.h).
 The transport copies them back to back into one buffer; :func:`decode`
 views that buffer with a numpy structured dtype and builds Arrow columns
 (dictionary-encoded strings via ``numpy.unique``), so no Python object is
-made per event. Kind codes are parsed from common.h, the C side's single
-source for them.
+made per event. The record layout (:data:`EVENT_DTYPE`) and the kind codes
+are both parsed from common.h, the C side's single source for them.
 """
 
 from __future__ import annotations
@@ -19,31 +19,38 @@ import pyarrow as pa
 
 from chargetrace.traces import KINDS, ChargetraceError
 
-__all__ = ["EVENT_DTYPE", "EVENT_SIZE", "KIND_CODES", "decode", "dict_array"]
+__all__ = ["EVENT_DTYPE", "EVENT_SIZE", "KIND_CODES", "C_TYPES", "NUMERIC_FIELDS", "decode", "dict_array",
+           "parse_event_struct"]
 
 _COMMON_H = Path(__file__).with_name("bpf") / "common.h"
 
-#: Mirror of struct ct_event (natural alignment, no padding: 104 bytes).
-EVENT_DTYPE = np.dtype(
-    [
-        ("ts_ns", "<u8"),
-        ("folio", "<u8"),
-        ("folio_new", "<u8"),
-        ("memcg", "<u8"),
-        ("memcg_new", "<u8"),
-        ("addr", "<u8"),
-        ("ret", "<i8"),
-        ("value", "<i8"),
-        ("pid", "<u4"),
-        ("tid", "<u4"),
-        ("cpu", "<u4"),
-        ("nr_pages", "<u4"),
-        ("kind", "<u2"),
-        ("probe", "<u2"),
-        ("item", "<i4"),
-        ("comm", "S16"),
-    ]
-)
+#: C type in struct ct_event -> numpy type (little-endian, x86-64 / arm64).
+C_TYPES: dict[str, str] = {"u64": "<u8", "s64": "<i8", "u32": "<u4", "s32": "<i4", "u16": "<u2", "char": "S"}
+
+
+def parse_event_struct(path: Path = _COMMON_H) -> list[tuple[str, str, int]]:
+    """(field, C type, array length or 0) of ``struct ct_event``, in order."""
+    m = re.search(r"struct ct_event\s*\{(.*?)\};", path.read_text(), re.S)
+    if not m:
+        raise ChargetraceError(f"{path}: no struct ct_event")
+    fields = []
+    for ctype, name, length in re.findall(r"^\s*(\w+)\s+(\w+)(?:\[(\d+)\])?;", m.group(1), re.M):
+        if ctype not in C_TYPES:
+            raise ChargetraceError(f"{path}: struct ct_event.{name}: type {ctype} has no numpy mirror")
+        fields.append((name, ctype, int(length or 0)))
+    return fields
+
+
+def _dtype_from_c(fields: list[tuple[str, str, int]]) -> np.dtype:
+    spec = [(name, f"S{n}" if ctype == "char" else C_TYPES[ctype]) for name, ctype, n in fields]
+    # align=True lays the fields out as the C compiler does (natural alignment).
+    return np.dtype(spec, align=True)
+
+
+#: The record layout, generated from struct ct_event in bpf/common.h (the one
+#: definition; tests/test_event_layout.py checks it against a C compiler, the
+#: Arrow schema and replay's Event).
+EVENT_DTYPE = _dtype_from_c(parse_event_struct())
 EVENT_SIZE = EVENT_DTYPE.itemsize
 
 
@@ -54,6 +61,10 @@ def _parse_kind_codes(path: Path = _COMMON_H) -> dict[int, str]:
         raise ChargetraceError(f"{path}: kinds not in the trace schema: {sorted(unknown)}")
     return codes
 
+
+#: Record fields copied to the column of the same name as numbers; the others
+#: (kind, probe, item, comm) are codes turned into dictionary strings.
+NUMERIC_FIELDS: tuple[str, ...] = tuple(n for n in EVENT_DTYPE.names if n not in ("kind", "probe", "item", "comm"))
 
 #: kind code -> schema kind name.
 KIND_CODES: dict[int, str] = _parse_kind_codes()
@@ -89,8 +100,7 @@ def decode(
     ev = np.frombuffer(raw, dtype=EVENT_DTYPE)
     n = len(ev)
     cols: dict[str, object] = {}
-    for name in ("ts_ns", "folio", "folio_new", "memcg", "memcg_new", "addr", "ret", "value",
-                 "pid", "tid", "cpu", "nr_pages"):
+    for name in NUMERIC_FIELDS:
         cols[name] = pa.array(np.ascontiguousarray(ev[name]))
     cols["kind"] = _lookup_column(ev["kind"], KIND_CODES)
     cols["probe"] = _lookup_column(ev["probe"], probe_names)

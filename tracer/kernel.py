@@ -162,7 +162,7 @@ class KernelInfo:
 
 
 def detect_era(kernel: KernelInfo) -> Era:
-    """Accounting era by feature (kernel-facts §1.6, §1.7)."""
+    """Accounting era by feature (the commits are cited below)."""
     era = Era()
     why = []
     # 85ce2c517ade "memcontrol: only transfer the memcg data for migration"

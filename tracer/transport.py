@@ -2,7 +2,7 @@
 
 Ring buffer: the BPF side writes with ``BPF_RB_NO_WAKEUP`` and the recorder
 reads on a ~10 ms timer (a wakeup per event slowed the traced task ~4x here;
-docs/bcc-here.md §4). It reads the mmapped ring itself, in bulk
+measured on a 2-vCPU VM; BENCHMARKS.md). It reads the mmapped ring itself, in bulk
 (:class:`~.ringbuf.RingReader`), instead of BCC's ``ring_buffer_consume()``
 with one Python callback per record, which could not keep up with a
 fault-heavy task. Perf buffer fallback (kernels before 5.8): ``wakeup_events``

@@ -49,6 +49,25 @@ class Scope:
     exited: bool = False
     #: How the recorder drained the memcg after exit ("" = not drained).
     settled: str = ""
+    # -- schema 2 (recorder) --------------------------------------------------
+    #: Sample phase -> seq of the first row of that phase's sample set
+    #: ("start", "exit", "settled"; "end" when tasks still ran at the end).
+    phases: dict[str, int] = field(default_factory=dict)
+    #: The scope memcg, its descendants and the memcgs its tasks were followed
+    #: into: {"memcg", "parent", "path", "created_in_scope"}.
+    memcgs: list[dict[str, Any]] = field(default_factory=list)
+    #: {"pid", "comm"} still in the scope when the recording ended; None = not known.
+    tasks_left: list[dict[str, Any]] | None = None
+    #: {"pid", "memcg", "followed"} scope tasks that moved to a memcg outside the scope.
+    moved_out: list[dict[str, Any]] | None = None
+    #: Share of the scope's faults taken while in a memcg the recording did not see.
+    unseen_fault_share: float | None = None
+    #: {"method", "done", "unreclaimed_bytes", "why"}; None = no settling.
+    settle: dict[str, Any] | None = None
+    #: The command's exit status (128+N for signal N); None = no command / unknown.
+    exit_status: int | None = None
+    #: OOM kills in the scope (memory.events / memory.oom_control); None = not readable.
+    oom_kills: int | None = None
 
 
 @dataclass
@@ -69,6 +88,9 @@ class TraceMeta:
     provenance: dict[str, Any] = field(default_factory=dict)
     mutations: list[dict[str, Any]] = field(default_factory=list)
     anonymized: bool = False
+    #: CLOCK_MONOTONIC ns at which the recorder let events through (after every
+    #: probe attached); no row has an earlier ts_ns. None = not recorded (v1).
+    armed_ns: int | None = None
     #: Random id the writer gives a recording; every segment of it carries the same one.
     recording_id: str = ""
     #: False while the recording runs and when it failed; the writer sets it

@@ -104,10 +104,10 @@ KINDS: dict[str, str] = {
     "split": "large folio split (folio = head, nr_pages = pages before, value = pages per new folio)",
     "memcg_stat": "memcg counter tracepoint (memcg, item = counter name, value = delta)",
     "usage": "sample of a memcg's usage (item = file name, value = bytes)",
+    "memstat": "sample of one memory.stat key (memcg, item = key as the file spells it, value as printed)",
     "fork": "process fork (pid = parent, value = child pid)",
     "exit": "task exit (value = 1 when the whole thread group is gone)",
     "lost": "events dropped (cpu, value = count, span_ns = window ending at ts_ns)",
-    "memstat": "sample of one memory.stat key (memcg, item = key as the file spells it, value = number)",
 }
 
 #: Longest string a dictionary column may hold (comm is 16 bytes, probe and

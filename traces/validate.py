@@ -164,15 +164,15 @@ _SCOPE = _obj({
     "exited": _bool,
     "settled": _str,
     # Fields of schema version 2 (recorder): see traces/SCHEMA.md.
-    "phases": _map(_U64_ID),
-    "memcgs": _list(_obj({"memcg": _U64_ID, "parent": _opt(_U64_ID), "path": _str, "created_in_scope": _bool},
-                         required=("memcg",))),
-    "tasks_left": _list(_obj({"pid": _int(0, (1 << 32) - 1), "comm": _str}, required=("pid",))),
-    "moved_out": _list(_obj({"pid": _int(0, (1 << 32) - 1), "memcg": _U64_ID, "followed": _bool},
-                            required=("pid",))),
-    "unseen_fault_share": _number(0.0, 1.0),
-    "settle": _obj({"method": _str, "done": _bool, "unreclaimed_bytes": _int(-_I64, _I64 - 1),
-                    "why": _opt(_str)}),
+    "phases": _opt(_map(_U64_ID)),
+    "memcgs": _opt(_list(_obj({"memcg": _U64_ID, "parent": _opt(_U64_ID), "path": _str, "created_in_scope": _bool},
+                         required=("memcg",)))),
+    "tasks_left": _opt(_list(_obj({"pid": _int(0, (1 << 32) - 1), "comm": _str}, required=("pid",)))),
+    "moved_out": _opt(_list(_obj({"pid": _int(0, (1 << 32) - 1), "memcg": _U64_ID, "followed": _bool},
+                                 required=("pid",)))),
+    "unseen_fault_share": _opt(_number(0.0, 1.0)),
+    "settle": _opt(_obj({"method": _str, "done": _bool, "unreclaimed_bytes": _int(-_I64, _I64 - 1),
+                    "why": _opt(_str)})),
     "exit_status": _opt(_int(0, 1 << 16)),
     "oom_kills": _opt(_COUNT),
 })
@@ -200,7 +200,7 @@ _META = _obj({
     "recording_id": _str,
     "complete": _bool,
     "rows": _opt(_COUNT),
-    "armed_ns": _U64_ID,
+    "armed_ns": _opt(_U64_ID),
 }, required=("schema_version",))
 
 
@@ -242,4 +242,5 @@ def validate_meta(data: dict[str, Any], source: str) -> None:
     try:
         _META(data, "metadata")
     except _Bad as exc:
-        raise ChargetraceError(f"{source}: {exc}") from None
+        what = "malformed scope metadata: " if str(exc).startswith("metadata.scope") else ""
+        raise ChargetraceError(f"{source}: {what}{exc}") from None

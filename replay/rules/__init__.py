@@ -1,4 +1,8 @@
-"""The rules of kernel-facts §6, one small unit each, in report order."""
+"""The accounting rules (README "Rules"), one small unit each, in report order.
+
+Each rule id is reported only by its own unit; which unit owns a
+disagreement that several see is decided in one place (blame.py).
+"""
 
 from .charge import FailedChargeNoEffect, OneLiveCharge
 from .counters import AnonMappedNetsZero, PgpgBalance

@@ -20,7 +20,7 @@ class OneLiveCharge(Rule):
     def on_charge(self, ev: Event) -> None:
         if ev.ret != 0:
             return
-        self.checked += 1
+        self.check(ev.nr_pages or 1)
         state = self.model.folios.get(ev.folio)
         if state is not None and state.memcg:
             self.report(
@@ -45,7 +45,7 @@ class FailedChargeNoEffect(Rule):
     def on_charge(self, ev: Event) -> None:
         if ev.ret == 0:
             return
-        self.checked += 1
+        self.check(ev.nr_pages or 1)
         if ev.memcg:
             self.report(
                 ev,

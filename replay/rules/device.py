@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from ..automaton import Rule
 from ..events import Event
-from ..model import _NOT_IN_CALL
-from .uncharge import Conservation
+from .blame import double_uncharge_owner
 
 __all__ = [
     "DeviceFreeUnchargesOnce",
@@ -15,12 +14,6 @@ __all__ = [
     "ForkSharesDeviceFolios",
 ]
 
-_IN_CALL_KINDS = (
-    "charge", "uncharge", "transfer", "replace", "device_free", "fault", "device_fault",
-    "device_fault_done", "migrate_setup", "migrate_pages", "migrate_finalize", "fork", "exit",
-)
-assert not set(_IN_CALL_KINDS) & _NOT_IN_CALL
-
 
 class DeviceFreeUnchargesOnce(Rule):
     id = "R6"
@@ -28,40 +21,36 @@ class DeviceFreeUnchargesOnce(Rule):
     # free_zone_device_page()/free_zone_device_folio() call mem_cgroup_uncharge()
     # first (mm/memremap.c, 5.18+); c733a82874a7 "mm/memcontrol: support MEMORY_DEVICE_PRIVATE".
     source = "c733a82874a7; mm/memremap.c free_zone_device_page()"
-    handles = _IN_CALL_KINDS
+    handles = ("device_free", "uncharge")
     needs = ("device_free",)
 
-    def _check_pending(self, ev: Event) -> None:
-        pending = self.model.pending_free.get(ev.tid)
-        if pending is None:
-            return
-        if ev.kind == "uncharge" and ev.folio == pending.folio:
-            return
-        self._missing_uncharge(pending, ev.seq)
-
-    def _missing_uncharge(self, free: Event, seen_seq: int) -> None:
-        self.report(
-            free, free.folio, free.memcg,
-            f"device-private folio freed while charged to memcg {free.memcg}, but no uncharge "
-            f"followed in the free path (next event on tid {free.tid}: seq {seen_seq})",
-            related=[seen_seq] if seen_seq >= 0 else [],
-        )
-
     def on_device_free(self, ev: Event) -> None:
-        self._check_pending(ev)
-        self.checked += 1
+        self.check(ev.nr_pages or 1)
+
+    def on_uncharge(self, ev: Event) -> None:
         state = self.model.folios.get(ev.folio)
-        if not ev.memcg and state is not None and state.memcg:
-            Conservation.charge_vanished(self, ev, state)
+        if ev.memcg and state is not None and not state.memcg \
+                and double_uncharge_owner(state, ev.folio, self.model.device_folios) == self.id:
+            live = self.model.ledger(ev.memcg).live - (ev.nr_pages or 1)
+            self.report(
+                ev, ev.folio, ev.memcg,
+                f"double uncharge of a device-private folio: already uncharged at seq {state.seq} with no "
+                f"charge since (memcg {ev.memcg} live pages would be {live})",
+                since_ts_ns=state.ts_ns, related=[state.seq],
+            )
 
     def finish(self) -> None:
-        for free in self.model.pending_free.values():
-            self._missing_uncharge(free, -1)
-
-
-for _kind in _IN_CALL_KINDS:
-    if _kind != "device_free":
-        setattr(DeviceFreeUnchargesOnce, f"on_{_kind}", DeviceFreeUnchargesOnce._check_pending)
+        # The pairing of each free with its uncharge is the model's (Model.device_free_pairs).
+        for pair in self.model.unpaired_device_frees():
+            free = pair.free
+            after = (f"next event on tid {free.tid}: seq {pair.ended_by_seq} ({pair.ended_by_kind})"
+                     if pair.ended_by_seq >= 0 else "the trace ends first")
+            self.report(
+                free, free.folio, free.memcg,
+                f"device-private folio freed while charged to memcg {free.memcg}, but no uncharge "
+                f"followed in the free path ({after})",
+                related=[pair.ended_by_seq] if pair.ended_by_seq >= 0 else [],
+            )
 
 
 class DeviceFreeRefcount(Rule):
@@ -76,7 +65,7 @@ class DeviceFreeRefcount(Rule):
     def on_device_free(self, ev: Event) -> None:
         if ev.value < 0:
             return  # refcount not read
-        self.checked += 1
+        self.check(ev.nr_pages or 1)
         expected = self.ctx.era.device_free_refcount
         if ev.value != expected:
             self.report(
@@ -99,7 +88,7 @@ class DeviceChargeOnlyByInsertion(Rule):
     def on_charge(self, ev: Event) -> None:
         if ev.ret != 0 or ev.folio not in self.model.device_folios:
             return
-        self.checked += 1
+        self.check(ev.nr_pages or 1)
         if ev.tid in self.model.migrate_windows or ev.pid in self.model.forked_pids:
             return  # a hole insertion; forked processes are R11's
         self.report(ev, ev.folio, ev.memcg, "device-private folio charged outside a migrate_vma hole insertion")
@@ -115,12 +104,12 @@ class ForkSharesDeviceFolios(Rule):
     needs = ("charge", "fork")
 
     def on_fork(self, ev: Event) -> None:
-        self.checked += 1
+        self.check(substantive=False)  # a fork alone charges nothing
 
     def on_charge(self, ev: Event) -> None:
         if ev.ret != 0 or ev.folio not in self.model.device_folios or ev.pid not in self.model.forked_pids:
             return
-        self.checked += 1
+        self.check(ev.nr_pages or 1)
         if ev.tid not in self.model.migrate_windows:
             self.report(
                 ev, ev.folio, ev.memcg,

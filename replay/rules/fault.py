@@ -33,7 +33,7 @@ class MigrateBackNeverFails(Rule):
         window = self.model.fault_windows.get(ev.tid)
         if window is None:
             return  # the trace began inside this fault
-        self.checked += 1
+        self.check()
         if ev.ret & _VM_FAULT_OOM:
             self.report(
                 ev, 0, 0,

@@ -2,7 +2,7 @@
 
 Run with ``pytest -m lab tests/lab`` as root on a Debian host. A cold run builds
 the kernel (~7-9 min on 2 cores); a warm one reuses the cache and takes a few
-minutes under TCG. The numbers asserted come from hmm-lab.md §4-5: 29
+minutes under TCG. The numbers asserted come from docs/lab.md#hmm-tests-results and #probe-counts-in-the-guest: 29
 device_private tests pass on 6.1 (the harness reports 58 "ok", half of them the
 device_coherent variants that cannot run without DEVICE_COHERENT memory).
 """
@@ -58,7 +58,7 @@ def test_trace_has_every_device_private_kind_and_no_drops(lab61) -> None:
     assert s.drops == 0
     for kind in REQUIRED_KINDS:
         assert s.kinds.get(kind, 0) > 0, kind
-    # 6.1 force-charges on migration (kernel-facts §1.6): the recorder must say so.
+    # 6.1 force-charges on migration (docs/accounting.md#charge-transfer-on-migration): the recorder must say so.
     assert s.era["migrate"] == "force"
     assert lab61.ok, lab61.problems
 

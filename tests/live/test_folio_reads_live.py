@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chargetrace.tracer.catalogue import BPF_DIR, capture_stderr
+from chargetrace.tracer.catalogue import BPF_DIR
+from chargetrace.tracer.trials import capture_stderr
 from chargetrace.tracer.cgroups import create_child, memcg_of_pid
 from chargetrace.tracer.recorder import _setup_kernel
 

@@ -115,9 +115,9 @@ static __always_inline s64 ct_fault_code(unsigned int flags)
 }
 
 #ifdef OFF_FOLIO_MEMCG_DATA
-/* cgroup id of a mem_cgroup: memcg->css.cgroup->kn->id (kernel-facts §2
- * "The memcg"); equals the cgroup directory inode and the memcg:* tracepoints'
- * id field. */
+/* cgroup id of a mem_cgroup: memcg->css.cgroup->kn->id (as cgroup_id() in
+ * include/linux/cgroup.h reads it); equals the cgroup directory inode and the
+ * memcg:* tracepoints' id field. */
 static __always_inline u64 ct_memcg_id(const void *memcg)
 {
     const void *cgrp = NULL, *kn = NULL;

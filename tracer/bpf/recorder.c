@@ -32,9 +32,31 @@ BPF_PERCPU_ARRAY(drops, u64, 1);
 BPF_HASH(scope_memcg, u64, u8, 256);
 BPF_HASH(scope_tgid, u32, u8, 65536);
 
+/* The one switch: every probe returns at once until the recorder sets
+ * armed[0] = 1, which it does after the last probe of the recording is
+ * attached. Probes attach one by one (kprobes seconds apart under TCG); rows
+ * from a half-attached recording (a charge seen, its uncharge probe not yet
+ * live) would be false findings. */
+BPF_ARRAY(armed, u32, 1);
+
+static __always_inline int ct_armed(void)
+{
+    int k = 0;
+    u32 *on = armed.lookup(&k);
+    return on != NULL && *on != 0;
+}
+
+/* First statement of every probe. A function call, so BCC can rewrite the
+ * map access inside (it cannot inside a macro body). */
+#define CT_GATE()                                                               \
+    do {                                                                        \
+        if (!ct_armed())                                                        \
+            return 0;                                                           \
+    } while (0)
+
 /* Emit a record; count it as dropped when the transport has no room.
  * BPF_RB_NO_WAKEUP: the recorder polls every ~10 ms, a wakeup per event
- * would slow the traced task ~4x (docs/bcc-here.md §4). A function, not a
+ * would slow the traced task ~4x (measured here). A function, not a
  * macro: BCC cannot rewrite map calls inside macros. */
 static __always_inline void ct_emit(void *ctx, struct ct_event *e)
 {
@@ -106,13 +128,115 @@ static __always_inline int ct_task_ok(void)
 #endif
 }
 
+/* ---- following the scope: new memcgs, moves, unseen faults -------------- */
+/* Memcgs created while armed (cgroup id -> creator's tgid if it was a scope
+ * task, else 0): every charge in them was observable, so a scope task that
+ * moves into one is followed. conf[0] = the memory controller's hierarchy id
+ * (/proc/cgroups; 0 on cgroup v2), set by the recorder before arming. */
+BPF_HASH(created, u64, u64, 4096);
+BPF_ARRAY(conf, u32, 1);
+
+/* Scope tasks that moved to a memcg outside the scope. */
+struct ct_move {
+    u64 memcg;
+    u32 followed;
+    u32 pad;
+};
+BPF_HASH(moved, u32, struct ct_move, 4096);
+
+/* Faults of scope tasks: [0] all, [1] those of tasks that sit in a memcg the
+ * recording does not see (moved out, not followed): their charges are not
+ * in the trace (scope.unseen_fault_share). */
+BPF_PERCPU_ARRAY(fault_counts, u64, 2);
+
+static __always_inline void ct_count_fault(void)
+{
+#ifndef CT_SCOPE_ALL
+    int k = 0;
+    u64 *c = fault_counts.lookup(&k);
+    if (c)
+        *c += 1;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct ct_move *m = moved.lookup(&tgid);
+    if (m && !m->followed) {
+        k = 1;
+        c = fault_counts.lookup(&k);
+        if (c)
+            *c += 1;
+    }
+#endif
+}
+
+static __always_inline int ct_memcg_root_ok(int root)
+{
+    int k = 0;
+    u32 *want = conf.lookup(&k);
+    return want != NULL && (u32)root == *want;
+}
+
+#if defined(CT_TP_CGMKDIR) && !defined(CT_SCOPE_ALL)
+/* cgroup:cgroup_mkdir (v4.13, "cgroup: add tracepoints for basic
+ * operations", ed1777de2541): root = hierarchy id, id = cgroup id. A memcg
+ * made by a scope task joins the scope at once (its charges from the first
+ * one); the recorder's tree rescan adds descendants made by other tasks. */
+TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+{
+    CT_GATE();
+    if (!ct_memcg_root_ok(args->root))
+        return 0;
+    u64 id = args->id;
+    u64 who = 0;
+    if (ct_task_ok()) {
+        u8 one = 1;
+        who = bpf_get_current_pid_tgid() >> 32;
+        scope_memcg.update(&id, &one);
+    }
+    created.update(&id, &who);
+    return 0;
+}
+#endif
+
+#if defined(CT_TP_CGATTACH) && !defined(CT_SCOPE_ALL)
+/* cgroup:cgroup_attach_task (same commit): a task moved to dst_id. pid is the
+ * moved task's pid (its tgid when it is the leader, which a cgroup.procs
+ * write always moves). Into the scope: the task joins the scope. A scope
+ * task out of it: followed into a memcg created while armed, else recorded
+ * as moved out (its later faults count as unseen). */
+TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
+{
+    CT_GATE();
+    if (!ct_memcg_root_ok(args->dst_root))
+        return 0;
+    u32 pid = args->pid;
+    u64 dst = args->dst_id;
+    u8 one = 1;
+    if (scope_memcg.lookup(&dst)) {
+        scope_tgid.update(&pid, &one);
+        moved.delete(&pid);
+        return 0;
+    }
+    if (!scope_tgid.lookup(&pid))
+        return 0;
+    struct ct_move m = {};
+    m.memcg = dst;
+    if (created.lookup(&dst)) {
+        scope_memcg.update(&dst, &one);
+        m.followed = 1;
+    }
+    moved.update(&pid, &m);
+    return 0;
+}
+#endif
+
 
 /* ---- fault: exceptions:page_fault_user (x86) ---------------------------- */
 #ifdef CT_TP_FAULT
 TRACEPOINT_PROBE(exceptions, page_fault_user)
 {
+    CT_GATE();
     if (!ct_task_ok())
         return 0;
+    ct_count_fault();
     return ct_emit_scalars(args, CT_KIND_fault, CT_TP_FAULT, 0, args->address, args->error_code, 0, 0);
 }
 #endif
@@ -121,8 +245,10 @@ TRACEPOINT_PROBE(exceptions, page_fault_user)
 /* TP_PROTO(unsigned long address, struct pt_regs *regs, unsigned long error_code) */
 RAW_TRACEPOINT_PROBE(page_fault_user)
 {
+    CT_GATE();
     if (!ct_task_ok())
         return 0;
+    ct_count_fault();
     return ct_emit_scalars(ctx, CT_KIND_fault, CT_RAW_FAULT, 0, ctx->args[0], ctx->args[2], 0, 0);
 }
 #endif
@@ -133,6 +259,7 @@ RAW_TRACEPOINT_PROBE(page_fault_user)
 #ifdef CT_TP_MIGRATE
 TRACEPOINT_PROBE(migrate, mm_migrate_pages)
 {
+    CT_GATE();
     return ct_emit_scalars(args, CT_KIND_page_migration, CT_TP_MIGRATE, 0, 0, args->succeeded, args->failed,
                            args->reason);
 }
@@ -143,6 +270,7 @@ TRACEPOINT_PROBE(migrate, mm_migrate_pages)
  * [large_folio_split (v6.12),] mode, reason): reason is always last. */
 RAW_TRACEPOINT_PROBE(mm_migrate_pages)
 {
+    CT_GATE();
     return ct_emit_scalars(ctx, CT_KIND_page_migration, CT_RAW_MIGRATE, 0, 0, ctx->args[0], ctx->args[1],
                            (int)ctx->args[CT_RAW_MIGRATE_NARGS - 1]);
 }
@@ -154,6 +282,7 @@ RAW_TRACEPOINT_PROBE(mm_migrate_pages)
 #define CT_MEMCG_TP(name, define)                                               \
     TRACEPOINT_PROBE(memcg, name)                                               \
     {                                                                           \
+        CT_GATE();                                                              \
         if (!ct_memcg_ok(args->id))                                             \
             return 0;                                                           \
         return ct_emit_scalars(args, CT_KIND_memcg_stat, define, args->id, 0,   \
@@ -175,6 +304,7 @@ CT_MEMCG_TP(mod_memcg_state, CT_TP_MEMCG_STATE)
 #define CT_MEMCG_RAW(name, define, valtype)                                     \
     RAW_TRACEPOINT_PROBE(name)                                                  \
     {                                                                           \
+        CT_GATE();                                                              \
         u64 id = ct_memcg_id((const void *)ctx->args[0]);                       \
         if (!ct_memcg_ok(id))                                                   \
             return 0;                                                           \
@@ -198,12 +328,21 @@ static __always_inline void ct_scope_add_child(u32 child)
 #ifndef CT_SCOPE_ALL
     u8 one = 1;
     scope_tgid.update(&child, &one);
+    /* The child starts in its parent's memcg: a moved-out parent's child is
+     * moved out too. */
+    u32 parent = bpf_get_current_pid_tgid() >> 32;
+    struct ct_move *m = moved.lookup(&parent);
+    if (m) {
+        struct ct_move copy = *m;
+        moved.update(&child, &copy);
+    }
 #endif
 }
 
 #ifdef CT_TP_FORK
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
+    CT_GATE();
     /* current is the forking task; parent_pid would be its tid. */
     if (!ct_task_ok())
         return 0;
@@ -217,6 +356,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 /* TP_PROTO(struct task_struct *parent, struct task_struct *child) */
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
+    CT_GATE();
     if (!ct_task_ok())
         return 0;
     u32 child = 0;
@@ -229,6 +369,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 #ifdef CT_TP_EXIT
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
+    CT_GATE();
     if (!ct_task_ok())
         return 0;
 #ifdef CT_EXIT_HAS_GROUP_DEAD
@@ -245,6 +386,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 /* TP_PROTO(struct task_struct *p[, bool group_dead]); count from BTF */
 RAW_TRACEPOINT_PROBE(sched_process_exit)
 {
+    CT_GATE();
     if (!ct_task_ok())
         return 0;
 #if defined(CT_RAW_EXIT_NARGS) && CT_RAW_EXIT_NARGS >= 2
@@ -257,7 +399,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 #endif
 
 /* ==== kprobe / kretprobe variants ====================================== */
-/* kprobe/kretprobe variants: folio-level charge events (kernel-facts §2).
+/* kprobe/kretprobe variants: folio-level charge events (mm/memcontrol.c).
  *
  * Functions are named by role; tracer/catalogue.py attaches each to the
  * symbol of the running kernel's era (e.g. ct_kp_charge to
@@ -314,12 +456,14 @@ static __always_inline void ct_emit_device_free(void *ctx, u16 probe, const void
 }
 
 /* ---- charge: kretprobe, folio stashed at entry --------------------------- */
-#ifdef CT_KP_CHARGE
+/* Every charge entry point returns int (0 or -errno). PT_REGS_RC is the raw
+ * 64-bit register and the callee leaves its upper half undefined (zero in
+ * practice): without the (int) cast -ENOMEM reads as 4294967284. */
+#if defined(CT_KP_CHARGE) || defined(CT_KP_SWAPIN) || defined(CT_KP_HUGETLB) || defined(CT_KP_HUGETLB_COMMIT)
+/* One stash for all: charge entry points do not nest on one thread. */
 BPF_HASH(stash_charge, u64, u64, 4096);
 
-/* __mem_cgroup_charge(folio, mm, gfp) 5.16+ / mem_cgroup_charge(page, mm, gfp)
- * 5.8-5.14: the folio/page is the first argument in every era. */
-int ct_kp_charge(struct pt_regs *ctx)
+static __always_inline int ct_charge_enter(struct pt_regs *ctx)
 {
     u64 key = bpf_get_current_pid_tgid();
     u64 folio = PT_REGS_PARM1(ctx);
@@ -327,7 +471,7 @@ int ct_kp_charge(struct pt_regs *ctx)
     return 0;
 }
 
-int ct_kret_charge(struct pt_regs *ctx)
+static __always_inline int ct_charge_leave(struct pt_regs *ctx, u16 probe, int ret)
 {
     u64 key = bpf_get_current_pid_tgid();
     u64 *folio = stash_charge.lookup(&key);
@@ -335,9 +479,63 @@ int ct_kret_charge(struct pt_regs *ctx)
         return 0;
     const void *f = (const void *)*folio;
     stash_charge.delete(&key);
-    ct_emit_charge(ctx, CT_KP_CHARGE, f, PT_REGS_RC(ctx));
+    ct_emit_charge(ctx, probe, f, ret);
     return 0;
 }
+#endif
+
+#ifdef CT_KP_CHARGE
+/* __mem_cgroup_charge(folio, mm, gfp) 5.16+ / mem_cgroup_charge(page, mm, gfp)
+ * 5.8-5.14: the folio/page is the first argument in every era. */
+int ct_kp_charge(struct pt_regs *ctx) { CT_GATE(); return ct_charge_enter(ctx); }
+int ct_kret_charge(struct pt_regs *ctx) { CT_GATE(); return ct_charge_leave(ctx, CT_KP_CHARGE, (int)PT_REGS_RC(ctx)); }
+#endif
+
+#ifdef CT_KP_SWAPIN
+/* mem_cgroup_swapin_charge_folio(folio, mm, gfp, entry) (mm/memcontrol.c;
+ * the page variant came with "memcg: charge before adding to swapcache on
+ * swapin", Shakeel Butt, v5.11): a swap-in charges the new swap-cache folio
+ * without passing through __mem_cgroup_charge. */
+int ct_kp_swapin(struct pt_regs *ctx) { CT_GATE(); return ct_charge_enter(ctx); }
+int ct_kret_swapin(struct pt_regs *ctx) { CT_GATE(); return ct_charge_leave(ctx, CT_KP_SWAPIN, (int)PT_REGS_RC(ctx)); }
+#endif
+
+#ifdef CT_KP_HUGETLB
+/* mem_cgroup_charge_hugetlb(folio, gfp) ("memcg/hugetlb: introduce
+ * mem_cgroup_charge_hugetlb", Joshua Hahn; 6.18 has it): one call charges a
+ * hugetlb folio when memory_hugetlb_accounting is on (cgroup v2 only). */
+int ct_kp_hugetlb(struct pt_regs *ctx) { CT_GATE(); return ct_charge_enter(ctx); }
+int ct_kret_hugetlb(struct pt_regs *ctx) { CT_GATE(); return ct_charge_leave(ctx, CT_KP_HUGETLB, (int)PT_REGS_RC(ctx)); }
+#endif
+
+#ifdef CT_KP_HUGETLB_COMMIT
+/* 6.7-6.12 (8cba9576df60 "hugetlb: memcg: account hugetlb-backed memory in
+ * memory controller"): alloc_hugetlb_folio() calls
+ * mem_cgroup_hugetlb_try_charge(memcg, gfp, nr) and, on 0, later
+ * mem_cgroup_commit_charge(folio, memcg). charge_memcg() calls
+ * mem_cgroup_commit_charge too, so a commit is a hugetlb charge only after
+ * this thread's successful try_charge. */
+BPF_HASH(stash_htlb, u64, u8, 4096);
+int ct_kret_htlb_try(struct pt_regs *ctx)
+{
+    CT_GATE();
+    if ((int)PT_REGS_RC(ctx) != 0)
+        return 0; /* -EOPNOTSUPP (accounting off) or -ENOMEM: nothing charged */
+    u64 key = bpf_get_current_pid_tgid();
+    u8 one = 1;
+    stash_htlb.update(&key, &one);
+    return 0;
+}
+int ct_kp_htlb_commit(struct pt_regs *ctx)
+{
+    CT_GATE();
+    u64 key = bpf_get_current_pid_tgid();
+    if (!stash_htlb.lookup(&key))
+        return 0;
+    stash_htlb.delete(&key);
+    return ct_charge_enter(ctx);
+}
+int ct_kret_htlb_commit(struct pt_regs *ctx) { CT_GATE(); return ct_charge_leave(ctx, CT_KP_HUGETLB_COMMIT, 0); }
 #endif
 
 /* ---- uncharge: one row per folio ---------------------------------------- */
@@ -345,6 +543,7 @@ int ct_kret_charge(struct pt_regs *ctx)
 /* __mem_cgroup_uncharge(folio) */
 int ct_kp_uncharge(struct pt_regs *ctx)
 {
+    CT_GATE();
     const void *f = (const void *)PT_REGS_PARM1(ctx);
     u64 memcg = ct_folio_memcg(f);
     if (!ct_memcg_ok(memcg))
@@ -361,6 +560,7 @@ int ct_kp_uncharge(struct pt_regs *ctx)
 #define CT_UNCHARGE_LIST_MAX 512
 int ct_kp_uncharge_list(struct pt_regs *ctx)
 {
+    CT_GATE();
     const char *head = (const char *)PT_REGS_PARM1(ctx);
     const char *node = NULL;
     bpf_probe_read_kernel(&node, sizeof(node), head); /* head->next */
@@ -383,6 +583,7 @@ int ct_kp_uncharge_list(struct pt_regs *ctx)
 #define CT_FBATCH_MAX 32
 int ct_kp_uncharge_folios(struct pt_regs *ctx)
 {
+    CT_GATE();
     const char *fb = (const char *)PT_REGS_PARM1(ctx);
     unsigned char nr = 0;
     bpf_probe_read_kernel(&nr, sizeof(nr), fb + OFF_FBATCH_NR);
@@ -453,14 +654,14 @@ static __always_inline int ct_pair_leave(struct pt_regs *ctx, u16 kind, u16 prob
 #ifdef CT_KP_TRANSFER
 /* mem_cgroup_migrate(old, new): force-charge <= 6.6, transfer >= 6.7
  * (85ce2c517ade "memcontrol: only transfer the memcg data for migration"). */
-int ct_kp_transfer(struct pt_regs *ctx) { return ct_pair_enter(ctx); }
-int ct_kret_transfer(struct pt_regs *ctx) { return ct_pair_leave(ctx, CT_KIND_transfer, CT_KP_TRANSFER); }
+int ct_kp_transfer(struct pt_regs *ctx) { CT_GATE(); return ct_pair_enter(ctx); }
+int ct_kret_transfer(struct pt_regs *ctx) { CT_GATE(); return ct_pair_leave(ctx, CT_KIND_transfer, CT_KP_TRANSFER); }
 #endif
 
 #ifdef CT_KP_REPLACE
 /* mem_cgroup_replace_folio(old, new), 6.7+ (same commit): force-charges new. */
-int ct_kp_replace(struct pt_regs *ctx) { return ct_pair_enter(ctx); }
-int ct_kret_replace(struct pt_regs *ctx) { return ct_pair_leave(ctx, CT_KIND_replace, CT_KP_REPLACE); }
+int ct_kp_replace(struct pt_regs *ctx) { CT_GATE(); return ct_pair_enter(ctx); }
+int ct_kret_replace(struct pt_regs *ctx) { CT_GATE(); return ct_pair_leave(ctx, CT_KIND_replace, CT_KP_REPLACE); }
 #endif
 
 /* ---- split: a large folio's charge copied to its new folios ------------- */
@@ -469,6 +670,7 @@ int ct_kret_replace(struct pt_regs *ctx) { return ct_pair_leave(ctx, CT_KIND_rep
  * from ≈6.10: read at entry, while head is still the large folio. */
 int ct_kp_split(struct pt_regs *ctx)
 {
+    CT_GATE();
     const void *head = (const void *)PT_REGS_PARM1(ctx);
     u64 memcg = ct_folio_memcg(head);
     if (!ct_memcg_ok(memcg))
@@ -491,10 +693,12 @@ int ct_kp_split(struct pt_regs *ctx)
 /* ---- device_free --------------------------------------------------------- */
 #ifdef CT_KP_DEVICE_FREE
 /* free_zone_device_folio(folio) 6.10+, free_zone_device_page(page) 5.18-6.9,
- * free_devmap_managed_page(page) <= 5.17 (kernel-facts §1.7). value = the
+ * free_devmap_managed_page(page) <= 5.17 (27674ef6c73f "mm: remove the
+ * extra ZONE_DEVICE struct page refcount", v5.18). value = the
  * refcount at entry: 0 in the >= 5.18 convention, 1 before. */
 int ct_kp_device_free(struct pt_regs *ctx)
 {
+    CT_GATE();
     ct_emit_device_free(ctx, CT_KP_DEVICE_FREE, (const void *)PT_REGS_PARM1(ctx));
     return 0;
 }
@@ -573,9 +777,10 @@ static __always_inline int ct_mvma_take(struct ct_stash *out)
 
 #ifdef CT_KP_MVMA_SETUP
 /* migrate_vma_setup(struct migrate_vma *args) 5.4+ */
-int ct_kp_mvma_setup(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kp_mvma_setup(struct pt_regs *ctx) { CT_GATE(); ct_mvma_stash(ctx); return 0; }
 int ct_kret_mvma_setup(struct pt_regs *ctx)
 {
+    CT_GATE();
     struct ct_stash s;
     if (!ct_mvma_take(&s))
         return 0;
@@ -584,16 +789,18 @@ int ct_kret_mvma_setup(struct pt_regs *ctx)
     bpf_probe_read_kernel(&start, sizeof(start), mv + OFF_MVMA_START);
     bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
     bpf_probe_read_kernel(&cpages, sizeof(cpages), mv + OFF_MVMA_CPAGES);
+    /* int migrate_vma_setup(): sign-extend (see the charge section). */
     return ct_mvma_emit(ctx, CT_KIND_migrate_setup, CT_KP_MVMA_SETUP, 0, start, npages, cpages,
-                        (long)PT_REGS_RC(ctx));
+                        (int)PT_REGS_RC(ctx));
 }
 #endif
 
 #ifdef CT_KP_MVMA_PAGES
 /* migrate_vma_pages(struct migrate_vma *migrate): src[] read at return */
-int ct_kp_mvma_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kp_mvma_pages(struct pt_regs *ctx) { CT_GATE(); ct_mvma_stash(ctx); return 0; }
 int ct_kret_mvma_pages(struct pt_regs *ctx)
 {
+    CT_GATE();
     struct ct_stash s;
     if (!ct_mvma_take(&s))
         return 0;
@@ -611,6 +818,7 @@ int ct_kret_mvma_pages(struct pt_regs *ctx)
 /* migrate_vma_finalize(struct migrate_vma *migrate) */
 int ct_kp_mvma_finalize(struct pt_regs *ctx)
 {
+    CT_GATE();
     const char *mv = (const char *)PT_REGS_PARM1(ctx);
     unsigned long npages = 0;
     bpf_probe_read_kernel(&npages, sizeof(npages), mv + OFF_MVMA_NPAGES);
@@ -622,24 +830,26 @@ int ct_kp_mvma_finalize(struct pt_regs *ctx)
 /* migrate_device_range(unsigned long *src_pfns, unsigned long start, unsigned
  * long npages), 6.1+ (e778406b40db): addr = first pfn, value = -1 (the
  * function returns int and fills src_pfns; counted at migrate_device_pages). */
-int ct_kp_mdev_range(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kp_mdev_range(struct pt_regs *ctx) { CT_GATE(); ct_mvma_stash(ctx); return 0; }
 int ct_kret_mdev_range(struct pt_regs *ctx)
 {
+    CT_GATE();
     struct ct_stash s;
     if (!ct_mvma_take(&s))
         return 0;
     u64 start = s.b, npages = s.c;
     return ct_mvma_emit(ctx, CT_KIND_migrate_setup, CT_KP_MDEV_RANGE, 1, start, npages, -1,
-                        (long)PT_REGS_RC(ctx));
+                        (int)PT_REGS_RC(ctx));
 }
 #endif
 
 #ifdef CT_KP_MDEV_PAGES
 /* migrate_device_pages(unsigned long *src_pfns, unsigned long *dst_pfns,
  * unsigned long npages), 6.1+ */
-int ct_kp_mdev_pages(struct pt_regs *ctx) { ct_mvma_stash(ctx); return 0; }
+int ct_kp_mdev_pages(struct pt_regs *ctx) { CT_GATE(); ct_mvma_stash(ctx); return 0; }
 int ct_kret_mdev_pages(struct pt_regs *ctx)
 {
+    CT_GATE();
     struct ct_stash s;
     if (!ct_mvma_take(&s))
         return 0;
@@ -654,19 +864,24 @@ int ct_kret_mdev_pages(struct pt_regs *ctx)
 /* migrate_device_finalize(src_pfns, dst_pfns, npages), 6.1+ */
 int ct_kp_mdev_finalize(struct pt_regs *ctx)
 {
+    CT_GATE();
     return ct_mvma_emit(ctx, CT_KIND_migrate_finalize, CT_KP_MDEV_FINALIZE, 1, 0,
                         PT_REGS_PARM3(ctx), 0, 0);
 }
 #endif
 
-/* ---- device_fault: the driver's migrate_to_ram, or do_swap_page ---------- */
+/* ---- device_fault: a driver's migrate_to_ram callback --------------------- */
 #ifdef CT_KP_DEVICE_FAULT
-/* dmirror_devmem_fault(struct vm_fault *vmf) (lib/test_hmm.c) or
- * do_swap_page(struct vm_fault *vmf): addr = vmf->address. do_swap_page also
- * sees real swap-ins; the driver callback is preferred when it exists. */
+/* dev_pagemap_ops.migrate_to_ram(struct vm_fault *vmf) of a driver:
+ * dmirror_devmem_fault (lib/test_hmm.c), nouveau_dmem_migrate_to_ram,
+ * svm_migrate_to_ram (amdkfd). do_swap_page() calls it only in its
+ * is_device_private_entry() branch (mm/memory.c), so every call is a fault
+ * on a device-private entry. do_swap_page itself is not used: it also runs
+ * for every ordinary swap-in. addr = vmf->address. */
 BPF_HASH(stash_dfault, u64, u64, 4096);
 int ct_kp_device_fault(struct pt_regs *ctx)
 {
+    CT_GATE();
     if (!ct_task_ok())
         return 0;
     const char *vmf = (const char *)PT_REGS_PARM1(ctx);
@@ -683,13 +898,14 @@ int ct_kp_device_fault(struct pt_regs *ctx)
 }
 int ct_kret_device_fault(struct pt_regs *ctx)
 {
+    CT_GATE();
     u64 key = bpf_get_current_pid_tgid();
     if (!stash_dfault.lookup(&key))
         return 0;
     stash_dfault.delete(&key);
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_device_fault_done, CT_KP_DEVICE_FAULT);
-    e.ret = (long)PT_REGS_RC(ctx);
+    e.ret = (u32)PT_REGS_RC(ctx); /* vm_fault_t is an unsigned int */
     CT_EMIT(ctx, &e);
     return 0;
 }
@@ -700,9 +916,11 @@ int ct_kret_device_fault(struct pt_regs *ctx)
 #ifdef CT_KP_FAULT
 int ct_kp_fault(struct pt_regs *ctx)
 {
+    CT_GATE();
     s64 code = ct_fault_code(PT_REGS_PARM3(ctx));
     if (code < 0 || !ct_task_ok())
         return 0;
+    ct_count_fault();
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_fault, CT_KP_FAULT);
     e.addr = PT_REGS_PARM2(ctx);
@@ -727,9 +945,11 @@ int ct_kp_fault(struct pt_regs *ctx)
 #ifdef CT_FE_FAULT
 KFUNC_PROBE(handle_mm_fault, void *vma, unsigned long address, unsigned int flags)
 {
+    CT_GATE();
     s64 code = ct_fault_code(flags);
     if (code < 0 || !ct_task_ok())
         return 0;
+    ct_count_fault();
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_fault, CT_FE_FAULT);
     e.addr = address;
@@ -742,6 +962,7 @@ KFUNC_PROBE(handle_mm_fault, void *vma, unsigned long address, unsigned int flag
 #ifdef CT_FE_CHARGE
 KRETFUNC_PROBE(__mem_cgroup_charge, void *folio, void *mm, unsigned int gfp, int ret)
 {
+    CT_GATE();
     ct_emit_charge(ctx, CT_FE_CHARGE, folio, ret);
     return 0;
 }
@@ -750,6 +971,7 @@ KRETFUNC_PROBE(__mem_cgroup_charge, void *folio, void *mm, unsigned int gfp, int
 #ifdef CT_FE_UNCHARGE
 KFUNC_PROBE(__mem_cgroup_uncharge, void *folio)
 {
+    CT_GATE();
     u64 memcg = ct_folio_memcg(folio);
     if (ct_memcg_ok(memcg))
         ct_emit_folio(ctx, CT_KIND_uncharge, CT_FE_UNCHARGE, folio, memcg);
@@ -762,6 +984,7 @@ KFUNC_PROBE(__mem_cgroup_uncharge, void *folio)
 BPF_HASH(fe_transfer_old, u64, u64, 4096);
 KFUNC_PROBE(mem_cgroup_migrate, void *old, void *new)
 {
+    CT_GATE();
     u64 key = bpf_get_current_pid_tgid();
     u64 memcg = ct_folio_memcg(old);
     fe_transfer_old.update(&key, &memcg);
@@ -769,6 +992,7 @@ KFUNC_PROBE(mem_cgroup_migrate, void *old, void *new)
 }
 KRETFUNC_PROBE(mem_cgroup_migrate, void *old, void *new)
 {
+    CT_GATE();
     u64 key = bpf_get_current_pid_tgid();
     u64 *old_memcg = fe_transfer_old.lookup(&key);
     if (!old_memcg)
@@ -791,6 +1015,7 @@ KRETFUNC_PROBE(mem_cgroup_migrate, void *old, void *new)
 #ifdef CT_FE_DEVICE_FREE
 KFUNC_PROBE(free_zone_device_folio, void *folio)
 {
+    CT_GATE();
     ct_emit_device_free(ctx, CT_FE_DEVICE_FREE, folio);
     return 0;
 }
