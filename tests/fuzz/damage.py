@@ -4,7 +4,7 @@ Each generator takes a seeded RNG, a balanced base trace and an output path,
 writes one damaged, filtered or forged trace there and returns a one-line
 detail and the path. A detail starting with :data:`VALID` declares damage that
 stays within valid values (balanced may then be the right answer).
-tests/fuzz/corpus.py picks the generator and the base per case.
+tests/fuzz/fuzz_corpus.py picks the generator and the base per case.
 """
 
 from __future__ import annotations

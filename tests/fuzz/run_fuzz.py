@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from click.testing import CliRunner  # noqa: E402
 
 from chargetrace.cli import main  # noqa: E402
-from corpus import CATEGORIES, Case, make_bases, make_case, same_as_base  # noqa: E402
+from fuzz_corpus import CATEGORIES, Case, make_bases, make_case, same_as_base  # noqa: E402
 
 __all__ = ["run_corpus", "format_table"]
 

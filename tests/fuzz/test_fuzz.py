@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chargetrace.traces import ARROW_SCHEMA, TraceMeta  # noqa: E402
 from chargetrace.traces.schema import METADATA_KEY  # noqa: E402
-from corpus import CATEGORIES  # noqa: E402
+from fuzz_corpus import CATEGORIES  # noqa: E402
 from run_fuzz import format_table, run_corpus  # noqa: E402
 
 CASES = int(os.environ.get("CHARGETRACE_FUZZ_CASES", "2000"))
