@@ -516,18 +516,15 @@ def query(args: tuple[str, ...], fmt: str, as_json: bool) -> None:
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was written.")
+@_FORCE_OPT
 @user_errors
-def report(trace: Path, output: Path, as_json: bool) -> None:
+def report(trace: Path, output: Path, as_json: bool, force: bool) -> None:
     """Write a self-contained HTML report (verdict, charts, violation timelines; works offline)."""
     from chargetrace.look.report import write_report
 
-    with _progress_bar() as progress:
-        summary = write_report(trace, output, progress=progress)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        click.echo(f"wrote {output} ({summary['verdict']}, {summary['charts']} charts, "
-                   f"{summary['timelines']} violation timelines, {summary['bytes']} bytes)")
+    _check_output(trace, output, force)
+    _write_with_summary(write_report, trace, output, as_json, force,
+                        "wrote {out} ({verdict}, {charts} charts, {timelines} violation timelines, {bytes} bytes)")
 
 
 @main.command()
@@ -535,18 +532,24 @@ def report(trace: Path, output: Path, as_json: bool) -> None:
 @click.option("--perfetto", "out", required=True, type=click.Path(path_type=Path),
               help="Perfetto trace (protobuf) to write; open it in the Perfetto UI.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of what was written.")
+@_FORCE_OPT
 @user_errors
-def export(trace: Path, out: Path, as_json: bool) -> None:
+def export(trace: Path, out: Path, as_json: bool, force: bool) -> None:
     """Export TRACE for the Perfetto UI: memcg counters, slices per thread, violations."""
     from chargetrace.look.perfetto import export_perfetto
 
+    _check_output(trace, out, force)
+    _write_with_summary(export_perfetto, trace, out, as_json, force,
+                        "wrote {out} ({packets} packets: {counter_tracks} counter tracks, {slices} slices, "
+                        "{instants} instants)")
+
+
+def _write_with_summary(write, trace: Path, out: Path, as_json: bool, force: bool, line: str) -> None:
+    """Run a look writer with a progress bar (an existing OUT only with --force);
+    print its summary as JSON or as ``line``."""
     with _progress_bar() as progress:
-        summary = export_perfetto(trace, out, progress=progress)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        click.echo(f"wrote {out} ({summary['packets']} packets: {summary['counter_tracks']} counter tracks, "
-                   f"{summary['slices']} slices, {summary['instants']} instants)")
+        summary = write(trace, out, progress=progress, overwrite=force)
+    click.echo(json.dumps(summary, indent=2) if as_json else line.format(out=out, **summary))
 
 
 @main.command()

@@ -29,7 +29,8 @@ from typing import Any
 import pyarrow as pa
 
 from chargetrace.replay import replay
-from chargetrace.traces import ChargetraceError, read_trace
+from chargetrace.traces import read_trace
+from chargetrace.traces.writer import atomic_output
 
 from ._deps import need
 from .frames import Progress
@@ -97,7 +98,7 @@ def _columns(table: Any, names: tuple[str, ...]) -> Iterator[tuple]:
 
 
 def export_perfetto(path: str | os.PathLike[str], out: str | os.PathLike[str],
-                    *, progress: Progress | None = None) -> dict[str, Any]:
+                    *, progress: Progress | None = None, overwrite: bool = True) -> dict[str, Any]:
     """Write ``out`` (a Perfetto protobuf trace) from the chargetrace trace at
     ``path``; returns a summary (packets, tracks, slices, instants)."""
     pb = need("perfetto.protos.perfetto.trace.perfetto_trace_pb2", "chargetrace export --perfetto")
@@ -111,25 +112,19 @@ def export_perfetto(path: str | os.PathLike[str], out: str | os.PathLike[str],
     series = model_series(trace)
     step("write", 3)
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
     summary = {"trace": str(path), "output": str(out), "verdict": report.verdict, "counter_tracks": 0,
                "slices": 0, "instants": 0, "violations": 0}
-    try:
-        with open(tmp, "wb") as fh:
-            w = _Writer(fh, pb)
-            root = w.packet()
-            root.track_descriptor.uuid = _ROOT_UUID
-            root.track_descriptor.name = f"chargetrace {Path(path).name}"
-            root.sequence_flags = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
-            w.write(root)
-            summary["counter_tracks"] = _counters(w, TE, series)
-            summary["slices"], summary["instants"] = _threads(w, TE, trace.table)
-            summary["violations"] = _findings(w, TE, report)
-            summary["packets"] = w.packets
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ChargetraceError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    with atomic_output(out, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        w = _Writer(fh, pb)
+        root = w.packet()
+        root.track_descriptor.uuid = _ROOT_UUID
+        root.track_descriptor.name = f"chargetrace {Path(path).name}"
+        root.sequence_flags = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+        w.write(root)
+        summary["counter_tracks"] = _counters(w, TE, series)
+        summary["slices"], summary["instants"] = _threads(w, TE, trace.table)
+        summary["violations"] = _findings(w, TE, report)
+        summary["packets"] = w.packets
     summary["bytes"] = out.stat().st_size
     step("done", 4)
     return summary

@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 
 from chargetrace.replay import Report, replay
 from chargetrace.replay.report import SUBSTANCE
-from chargetrace.traces import ChargetraceError, Trace, read_trace
+from chargetrace.traces import Trace, read_trace
+from chargetrace.traces.writer import atomic_output
 
 from ._deps import need
 from .frames import Progress
@@ -239,9 +240,10 @@ def render_report(trace: Trace, report: Report, *, max_timelines: int = 30,
 
 
 def write_report(path: str | os.PathLike[str], out: str | os.PathLike[str], *, max_timelines: int = 30,
-                 progress: Progress | None = None) -> dict[str, Any]:
-    """Replay the trace at ``path`` and write the HTML report to ``out``;
-    returns a summary (verdict, charts, timelines, bytes)."""
+                 progress: Progress | None = None, overwrite: bool = True) -> dict[str, Any]:
+    """Replay the trace at ``path`` and write the HTML report to ``out`` (atomically;
+    an existing ``out`` only with ``overwrite``); returns a summary (verdict,
+    charts, timelines, bytes)."""
     if progress:
         progress("read", 0, 4)
     trace = read_trace(path)
@@ -250,13 +252,8 @@ def write_report(path: str | os.PathLike[str], out: str | os.PathLike[str], *, m
     report = replay(trace)
     doc, summary = render_report(trace, report, max_timelines=max_timelines, progress=progress)
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+    with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.write_text(doc, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ChargetraceError(f"{out}: cannot write ({exc.strerror or exc})") from None
     if progress:
         progress("done", 4, 4)
     return {"trace": str(path), "output": str(out), **summary, "bytes": out.stat().st_size}

@@ -88,6 +88,18 @@ def test_bad_input_is_one_line_exit_2(args: tuple[str, ...], needle: str) -> Non
     assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("command, flag", [("report", "-o"), ("export", "--perfetto")])
+def test_existing_output_is_kept_without_force(tmp_path: Path, command: str, flag: str) -> None:
+    out = tmp_path / "out"
+    out.write_text("keep me")
+    proc = cli(command, str(COUNTERS), flag, str(out))
+    assert proc.returncode == 2 and "already exists (use --force" in proc.stderr, proc.stderr
+    assert out.read_text() == "keep me" and list(tmp_path.iterdir()) == [out]
+    proc = cli(command, str(COUNTERS), flag, str(out), "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text(errors="replace") != "keep me" and list(tmp_path.iterdir()) == [out]
+
+
 # -- Perfetto export --------------------------------------------------------------
 
 
