@@ -6,18 +6,20 @@ a test judged on the host by the harness against the same table as on the host's
 Slow (one boot, then a BCC compile and the workload per case under TCG: ~30-50 min on the
 2-core host) and kept out of CI's lab command: run with ``pytest -m labcorpus tests/lab``
 (root, Debian host, the 6.1 lab built or cached, gcc). A case known wrong on v2 carries a strict
-xfail naming the cause (:data:`V2_XFAIL`).
+xfail naming the cause (:data:`V2_XFAIL`). ``CHARGETRACE_LABCORPUS_RUN=DIR`` judges the traces
+of a finished run (``python -m tests.corpus.lab --out DIR``: ``DIR/run``) instead of booting again.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from corpus.cases import CASES, Case
-from corpus.lab import GUEST_CASES, run_in_lab
+from corpus.lab import GUEST_CASES, judge_run, run_in_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.labcorpus]
 
@@ -32,6 +34,10 @@ def lab_corpus(request, tmp_path_factory):
         pytest.skip("lab corpus test: run with 'pytest -m labcorpus tests/lab' (root, QEMU, ~30-50 min)")
     if os.geteuid() != 0 or shutil.which("dpkg-query") is None or shutil.which("gcc") is None:
         pytest.skip("needs root on a Debian host with gcc")
+    done = os.environ.get("CHARGETRACE_LABCORPUS_RUN")
+    if done:
+        print(f"judging the finished lab run in {done} (CHARGETRACE_LABCORPUS_RUN), no boot")
+        return judge_run(Path(done) / "run", GUEST_CASES)
     res = run_in_lab(GUEST_CASES, out_dir=tmp_path_factory.mktemp("labcorpus"))
     assert not res.lab_problems, res.lab_problems
     return res
