@@ -36,6 +36,12 @@ def _uptime() -> str:
 
 
 def _prepare(disk: str, swap: str) -> None:
+    # The lab's init mounts devtmpfs on /dev but no tmpfs on /dev/shm, where the harness
+    # makes its tmpfs folders.
+    shm = Path("/dev/shm")
+    shm.mkdir(exist_ok=True)
+    if not any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in Path("/proc/mounts").read_text().splitlines()):
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(shm)], check=True, capture_output=True)
     DISK_MOUNT.mkdir(parents=True, exist_ok=True)
     for argv in (["mkfs.ext4", "-q", "-F", disk], ["mount", "-t", "ext4", disk, str(DISK_MOUNT)],
                  ["mkswap", "-f", swap]):
