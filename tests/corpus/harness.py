@@ -144,8 +144,9 @@ def check(case: Case, o: Outcome) -> list[str]:
     if bool(unseen) != bool(case.moved_out and not case.followed):
         problems.append(f"replay's scope.unseen is {unseen!r}")
     memcgs = scope.get("memcgs") or []
-    if len(memcgs) != case.scope_memcgs:
-        problems.append(f"scope.memcgs has {len(memcgs)} memcg(s), expected {case.scope_memcgs}")
+    want = case.scope_memcgs_v2 if version == 2 and case.scope_memcgs_v2 is not None else case.scope_memcgs
+    if len(memcgs) != want:
+        problems.append(f"scope.memcgs has {len(memcgs)} memcg(s), expected {want}")
     left = scope.get("tasks_left")
     if left is None or len(left) != case.tasks_left:
         problems.append(f"scope.tasks_left is {left}, expected {case.tasks_left} task(s)")
