@@ -35,6 +35,7 @@ def test_every_case_is_complete() -> None:
         assert all(set(h.holder.split("+")) <= set(HOLDERS) and h.min_pages >= 0 and h.why for h in c.held), c.name
         assert set(c.needs) <= {"swap", "outside"}, c.name
         assert c.only and set(c.only) <= {1, 2}, c.name
+        assert c.scope_memcgs_v2 is None or (2 in c.only and c.scope_memcgs_v2 >= c.scope_memcgs), c.name
         for arg in c.argv:
             if arg.startswith("{wl}/"):
                 assert (WORKLOADS / arg[len("{wl}/"):]).is_file(), (c.name, arg)
