@@ -1,6 +1,6 @@
 """chargetrace command line: parse, call, print.
 
-Exit codes: 0 balanced (or success), 1 violations, 2 bad input or usage,
+Exit codes: 0 balanced (or success), 1 violations, 2 bad input or usage (one line on stderr),
 3 inconclusive (events were lost where a finding depends on them, or the
 recording could not see all of its scope), 4 unchecked (no rule checked
 anything of substance: see README "Verdicts and exit codes");
@@ -9,6 +9,7 @@ anything of substance: see README "Verdicts and exit codes");
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -21,17 +22,43 @@ from rich.console import Console
 from chargetrace.traces import ChargetraceError, read_trace, write_table
 
 EXIT_BAD_INPUT = 2
+#: Traces with at least this many rows get progress lines while they load.
+_PROGRESS_ROWS = 1_000_000
+
+
+class _Console(Console):
+    """rich ends the process with exit 1 on a closed pipe; the commands decide their exit code."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
 
 
 def _console(stderr: bool = False) -> Console:
-    """A console that is wide enough for the tables when output is not a terminal."""
-    probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=160)
+    """A console that is wide enough for the tables when output is not a terminal.
+
+    Markup, emoji codes and highlighting are off: the text printed comes from
+    trace files (host, kind, command, comm), and ``[/x]`` in a host name must
+    print as itself, never style or hide anything.
+    """
+    plain = {"markup": False, "emoji": False, "highlight": False}
+    probe = _Console(stderr=stderr, **plain)
+    return probe if probe.is_terminal else _Console(stderr=stderr, width=160, **plain)
+
+
+def _one_line(message: str) -> str:
+    """Exactly one line: control characters (newlines, terminal escapes) are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message.strip())
 
 
 def _fail(message: str) -> None:
-    click.echo(f"chargetrace: error: {message}", err=True)
+    click.echo(f"chargetrace: error: {_one_line(message)}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def _quiet_stdout() -> None:
+    """The reader of our output went away (``| head``): drop what is left."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def user_errors(func):
@@ -50,9 +77,9 @@ def user_errors(func):
         except KeyboardInterrupt:
             _fail("interrupted")
         except BrokenPipeError:
-            # The reader of our output went away (e.g. `| head`): not an error of ours.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
+            # Not an error of ours; commands with a verdict handle it themselves.
+            _quiet_stdout()
+            sys.exit(0)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
@@ -63,7 +90,41 @@ def user_errors(func):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """click's usage errors as one line too (click prints usage, a hint and the error: four lines)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            _fail(f"{exc.format_message()}{where}")
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        except click.exceptions.Abort:
+            _fail("interrupted")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _load(trace: Path):
+    """read_trace with progress lines on stderr for large traces."""
+    last = [0]
+
+    def progress(done: int, total: int) -> None:
+        if total < _PROGRESS_ROWS:
+            return
+        step = done * 10 // total
+        if step > last[0]:
+            last[0] = step
+            click.echo(f"chargetrace: reading {trace}: {done * 100 // total}% ({done} of {total} events)", err=True)
+
+    return read_trace(trace, progress=progress)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="chargetrace")
 def main(debug: bool) -> None:
@@ -78,8 +139,10 @@ def main(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--era", type=click.Choice(["4.14-5.17", "5.18-6.6", "6.7+"]), default=None,
               help="Accounting era profile (default: from the trace's metadata).")
-@click.option("--context", default=2, show_default=True, help="Events shown around each violation.")
-@click.option("--limit", default=20, show_default=True, help="Violations printed in full.")
+@click.option("--context", type=click.IntRange(0, 1000), default=2, show_default=True,
+              help="Events shown around each violation (0-1000).")
+@click.option("--limit", type=click.IntRange(0, 100_000), default=20, show_default=True,
+              help="Violations printed in full.")
 @user_errors
 def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int) -> None:
     """Replay TRACE against the reference accounting model.
@@ -92,7 +155,7 @@ def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int
     from chargetrace.replay import replay as run_replay
     from chargetrace.replay.render import render_report
 
-    loaded = read_trace(trace)
+    loaded = _load(trace)
     err = Console(stderr=True)
     if as_json or not err.is_terminal or loaded.num_events < 200_000:
         report = run_replay(loaded, ReplayConfig(era=era))
@@ -102,10 +165,15 @@ def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("replaying", total=loaded.num_events)
             report = run_replay(loaded, ReplayConfig(era=era, progress=lambda n: progress.advance(task, n)))
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        render_report(_console(), report, loaded, context=context, limit=limit)
+    try:
+        if as_json:
+            click.echo(json.dumps(report.to_json(), indent=2))
+        else:
+            render_report(_console(), report, loaded, context=context, limit=limit)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `replay t | head`: the verdict stands, whoever stopped reading.
+        _quiet_stdout()
     sys.exit(report.exit_code)
 
 
@@ -117,11 +185,16 @@ def info(trace: Path, as_json: bool) -> None:
     """Print TRACE's metadata, event counts by kind and probe, and drops."""
     from chargetrace.replay.render import describe, render_info
 
-    summary = describe(read_trace(trace))
+    loaded = _load(trace)
+    summary = describe(loaded)
+    summary["integrity"] = list(loaded.integrity.problems)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
-        render_info(_console(), summary)
+        console = _console()
+        render_info(console, summary)
+        for problem in loaded.integrity.problems:
+            console.print(f"integrity: {problem}")
 
 
 def _fault_options(func):
@@ -138,20 +211,35 @@ def _collect_fault(fault, ctx, param, values):
     ctx.ensure_object(list).extend((fault, n) for n in values)
 
 
+_FORCE_OPT = click.option("--force", is_flag=True, help="Overwrite OUT if it exists (even when it is TRACE).")
+
+
+def _check_output(trace: Path, out: Path, force: bool) -> None:
+    """Refuse to overwrite the input, or any existing OUT, without --force."""
+    with contextlib.suppress(OSError):
+        if not force and out.exists() and trace.exists() and os.path.samefile(trace, out):
+            raise ChargetraceError(f"{out}: is the input trace (use --force to replace it)")
+
+
 @main.command()
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @_fault_options
+@_FORCE_OPT
 @user_errors
-def mutate(trace: Path, out: Path) -> None:
+def mutate(trace: Path, out: Path, force: bool) -> None:
     """Write OUT: TRACE with accounting faults injected (to check the checker)."""
     from chargetrace.replay.mutate import Mutation
     from chargetrace.replay.mutate import mutate as run_mutate
 
     faults = click.get_current_context().obj or []
-    loaded = read_trace(trace)
+    _check_output(trace, out, force)
+    loaded = _load(trace)
+    if not loaded.integrity.clean:
+        # mutate renumbers seq: it would hide the gaps that make this trace unfit.
+        raise ChargetraceError(f"{trace}: not an intact trace ({loaded.integrity.problems[0]}); mutate needs one")
     table, meta = run_mutate(loaded, [Mutation(f, n) for f, n in faults])
-    write_table(table, out, meta)
+    write_table(table, out, meta, overwrite=force)
     for m in meta.mutations[-len(faults):]:
         click.echo(f"injected {m['fault']} #{m['n']} at input seq {m['input_seq']} "
                    f"(folio {m['folio']:#x}, memcg {m['memcg']}): expect {m['expect']}")
@@ -160,13 +248,15 @@ def mutate(trace: Path, out: Path) -> None:
 @main.command()
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
+@_FORCE_OPT
 @user_errors
-def anonymize(trace: Path, out: Path) -> None:
-    """Write OUT: TRACE with kernel pointers replaced by stable opaque ids."""
+def anonymize(trace: Path, out: Path, force: bool) -> None:
+    """Write OUT: TRACE with kernel pointers replaced by stable opaque ids (for traces recorded raw)."""
     from chargetrace.traces.anonymize import anonymize as run_anonymize
 
-    table, meta = run_anonymize(read_trace(trace))
-    write_table(table, out, meta)
+    _check_output(trace, out, force)
+    table, meta = run_anonymize(_load(trace))
+    write_table(table, out, meta, overwrite=force)
     click.echo(f"wrote {out} ({table.num_rows} events, folio ids anonymized)")
 
 
@@ -184,6 +274,9 @@ def anonymize(trace: Path, out: Path) -> None:
 @click.option("--transport", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto", show_default=True)
 @click.option("--events", default=None, help="Comma-separated logical events to record (default: all).")
 @click.option("--quiet", is_flag=True, help="No status line.")
+@click.option("--raw-pointers", is_flag=True,
+              help="Keep raw kernel folio addresses in the trace. They expose the kernel's address layout "
+                   "(KASLR); by default they are replaced by stable opaque ids.")
 @click.option("--exit-wait", type=float, default=2.0, show_default=True,
               help="Seconds to wait, after CMD exits, for the rest of the scope's tasks.")
 @click.option("--aggregate-counters", is_flag=True,
@@ -193,8 +286,8 @@ def anonymize(trace: Path, out: Path) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @user_errors
 def record(output: Path, pid: int | None, cgroup: str | None, duration: float | None, ringbuf_mb: float,
-           transport: str, events: str | None, quiet: bool, exit_wait: float, aggregate_counters: bool,
-           skip_how: tuple[str, ...], command: tuple[str, ...]) -> None:
+           transport: str, events: str | None, quiet: bool, raw_pointers: bool, exit_wait: float,
+           aggregate_counters: bool, skip_how: tuple[str, ...], command: tuple[str, ...]) -> None:
     """Record charge events: `record -o T -- CMD ARGS`, `-p PID`, `--cgroup PATH`, or system-wide.
 
     With CMD, exits with CMD's status (128+N for signal N); a signal before
@@ -205,7 +298,7 @@ def record(output: Path, pid: int | None, cgroup: str | None, duration: float | 
         output=output, command=list(command), pid=pid, cgroup=cgroup, duration=duration,
         ringbuf_mb=ringbuf_mb, transport=transport, status=not quiet,
         events=set(events.split(",")) if events else None, skip_how=frozenset(skip_how),
-        exit_wait=exit_wait, aggregate_counters=aggregate_counters,
+        raw_pointers=raw_pointers, exit_wait=exit_wait, aggregate_counters=aggregate_counters,
         argv=["chargetrace", *sys.argv[1:]],
     )
     config.validate()

@@ -27,7 +27,7 @@ def _hex(v: int) -> str:
 
 
 def _events_table(trace: Trace, seqs: Iterable[int], mark: int, t0: int) -> Table:
-    wanted = sorted(set(seqs))
+    wanted = sorted(s for s in set(seqs) if s < 1 << 64)  # context past the last uint64 seq
     rows = trace.table.filter(pc.is_in(trace.table.column("seq"), pa.array(wanted, pa.uint64())))
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="dim")
     for name in ("", "seq", "t (ms)", "tid", "kind", "folio", "-> folio", "nr", "memcg", "-> memcg", "ret", "item/value"):

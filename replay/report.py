@@ -242,6 +242,12 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
         notes.append("unchecked: no rule checked anything of substance (" + SUBSTANCE + ")")
     else:
         verdict = BALANCED
+    if trace.integrity.problems:
+        # The reader found rows missing, forged or inconsistent (traces/integrity.py):
+        # what is not in the trace cannot be proven balanced.
+        if verdict == BALANCED:
+            verdict = INCONCLUSIVE
+        notes.extend(f"trace integrity: {p}" for p in trace.integrity.problems)
     notes.extend(_scope_notes(automaton, trace))
     for rule in automaton.active:  # what a rule has to say beyond findings (rules/ledger.py)
         notes.extend(getattr(rule, "notes", ()))

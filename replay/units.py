@@ -178,6 +178,14 @@ class Held:
         that still exist, shmem/tmpfs, kernel objects and socket buffers."""
         return self.file + self.shmem + self.kmem + self.sock
 
+    def folio_backed(self) -> int:
+        """Of those, the pages held in folios a ``charge`` row can have charged: page
+        cache and shmem. Kernel objects and socket buffers are charged through
+        obj_cgroup / page_counter paths (mm/memcontrol.c __memcg_kmem_charge_page(),
+        mem_cgroup_charge_skmem()) that never produce a folio charge, so they can
+        never explain a folio charge left open."""
+        return self.file + self.shmem
+
     def describe(self) -> str:
         parts = [(self.file, "page cache"), (self.shmem, "shmem/tmpfs"), (self.kmem, "kernel memory"),
                  (self.sock, "socket buffers"), (self.anon, "anon")]

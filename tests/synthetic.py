@@ -206,7 +206,8 @@ def synthetic_meta(era: str, memcg: int, ncpus: int = 2) -> TraceMeta:
 
 
 def write_rows(rows: list[dict], path: Path, meta: TraceMeta) -> Path:
-    with TraceWriter(path, meta) as writer:
+    # Simulated pointers reveal nothing: keep them so tests can name folios.
+    with TraceWriter(path, meta, raw_pointers=True) as writer:
         writer.append_rows(rows)
     return path
 

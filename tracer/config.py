@@ -45,6 +45,8 @@ class RecordConfig:
     events: set[str] | None = None
     #: Attach kinds not to use (exercises the fallbacks, e.g. raw_tp).
     skip_how: frozenset[str] = frozenset()
+    #: Keep kernel addresses in folio/folio_new (the writer hides them by default).
+    raw_pointers: bool = False
     #: Command line to store as provenance (the CLI passes sys.argv).
     argv: list[str] = field(default_factory=list)
     #: memcg counter tracepoints update only the in-kernel ledger; their rows

@@ -228,7 +228,7 @@ class Recording:
                 "scope_follow": self._program.follow_probes(),
             },
         )
-        self._writer = TraceWriter(cfg.output, self.meta)
+        self._writer = TraceWriter(cfg.output, self.meta, raw_pointers=cfg.raw_pointers)
         self._disk = DiskWriter(self._writer, self._program.probe_names, self._program.tables)
         if cfg.aggregate_counters:
             self._deltas = CounterDeltas(self._program.probe_names, self._program.tables, time.monotonic_ns())
@@ -466,6 +466,11 @@ class Recording:
             disk, self._disk = self._disk, None
             try:
                 disk.close()
+            except BaseException as exc:
+                # Rows were not written: the trace must say it is unfinished.
+                if self._writer is not None:
+                    self._writer.abort(f"{type(exc).__name__}: {exc}")
+                raise
             finally:
                 self._close_writer()
         else:

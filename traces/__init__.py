@@ -1,11 +1,13 @@
 """chargetrace's trace format: schema, metadata, writer and reader.
 
 The recorder (``chargetrace.tracer``) writes with :class:`TraceWriter`; the
-replay (``chargetrace.replay``) reads with :func:`read_trace`. The shipped
+replay (``chargetrace.replay``) reads with :func:`read_trace`, whose
+:attr:`Trace.integrity` lists what makes a readable trace less than whole. The shipped
 trace files live beside this package in the repository (see README.md here).
 """
 
 from .errors import ChargetraceError
+from .integrity import Integrity
 from .metadata import Era, Scope, TraceMeta
 from .reader import Trace, read_meta, read_trace, trace_files
 from .schema import ARROW_SCHEMA, COLUMNS, KINDS, SCHEMA_VERSION
@@ -16,6 +18,7 @@ __all__ = [
     "COLUMNS",
     "ChargetraceError",
     "Era",
+    "Integrity",
     "KINDS",
     "SCHEMA_VERSION",
     "Scope",

@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import ChargetraceError
 from .schema import SCHEMA_VERSION
+from .validate import parse_meta_json
 
 __all__ = ["TraceMeta", "Era", "Scope"]
 
@@ -94,6 +95,13 @@ class TraceMeta:
     #: (schema 2, tracer/ledger.py): ``{"memcg", "kind", "item", "events",
     #: "pages"}`` entries. None = the recorder kept no ledger.
     ledger: list[dict[str, Any]] | None = None
+    #: Random id the writer gives a recording; every segment of it carries the same one.
+    recording_id: str = ""
+    #: False while the recording runs and when it failed; the writer sets it
+    #: true only when it closes the trace cleanly. (Version 1 traces lack it.)
+    complete: bool = True
+    #: Rows the writer wrote in the whole trace (None while recording).
+    rows: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
@@ -103,12 +111,8 @@ class TraceMeta:
 
     @classmethod
     def from_json(cls, raw: bytes, source: str = "trace") -> "TraceMeta":
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ChargetraceError(f"{source}: metadata is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ChargetraceError(f"{source}: metadata is not a JSON object")
+        # Typed check first (traces/validate.py): nothing below sees a wrong type.
+        data = parse_meta_json(raw, source)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs: dict[str, Any] = {}
         try:

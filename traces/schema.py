@@ -21,6 +21,9 @@ __all__ = [
     "KINDS",
     "FOLIO_KINDS",
     "METADATA_KEY",
+    "METADATA_DIGEST_KEY",
+    "MAX_STRING_BYTES",
+    "MAX_EVENTS_DEFAULT",
 ]
 
 #: Version of the layout written by this release.
@@ -30,6 +33,9 @@ OLDEST_READABLE_VERSION = 1
 
 #: Key of the JSON metadata blob in each Parquet file's key-value metadata.
 METADATA_KEY = b"chargetrace"
+#: Key of the SHA-256 (hex) of that blob: Parquet's page checksums do not cover
+#: the footer, so a flipped bit in the metadata is found through this (version 2).
+METADATA_DIGEST_KEY = b"chargetrace.sha256"
 
 _DICT_STR = pa.dictionary(pa.int32(), pa.string())
 
@@ -104,6 +110,16 @@ KINDS: dict[str, str] = {
     "exit": "task exit (value = 1 when the whole thread group is gone)",
     "lost": "events dropped (cpu, value = count, span_ns = window ending at ts_ns)",
 }
+
+#: Longest string a dictionary column may hold (comm is 16 bytes, probe and
+#: counter names are short): a longer one is damage or forgery, and decoding it
+#: once per row is what exhausts memory.
+MAX_STRING_BYTES = 4096
+
+#: Default cap on the rows of one trace (the reader refuses more before
+#: decoding them; ``CHARGETRACE_MAX_EVENTS`` or ``--max-events`` raise it).
+#: A row costs about 100 bytes in memory once read.
+MAX_EVENTS_DEFAULT = 50_000_000
 
 #: Kinds that carry a folio id.
 FOLIO_KINDS: frozenset[str] = frozenset(

@@ -5,10 +5,12 @@ A closed memcg (observed from creation, no task left, drained) may still hold
 page cache of files that still exist, shmem/tmpfs (force_empty cannot reclaim
 it without swap), kernel objects and socket buffers: the kernel keeps those
 charged on purpose. The folios the trace charged and never saw uncharged are
-compared with what the memcg says it holds (Model.held: memory.stat samples,
-else the page counters; units in replay/units.py): up to that figure they are
-reported as *held*, beyond it as leaks. A charge record says nothing about
-the folio's kind, so the comparison is per memcg, in pages.
+compared with the page cache and shmem the memcg says it holds (Model.held:
+memory.stat samples, else the page counters; units in replay/units.py): up to
+that figure they are reported as *held*, beyond it as leaks. Kernel objects and
+socket buffers never come from a folio charge, so they excuse none (a dropped
+anon uncharge hid behind 5 pages of kmem before that was so). A charge record
+says nothing about the folio's kind, so the comparison is per memcg, in pages.
 
 While a task of the scope still runs (``scope.tasks_left``) nothing is judged.
 """
@@ -74,7 +76,7 @@ class ReleasedAtExit(Rule):
         for memcg, out in sorted(self.outstanding.items()):
             out.held = model.held(memcg, self.ctx.observed_from_creation(memcg))
             if self.ctx.closed(memcg):
-                legit = out.held.legitimately_held() if out.held is not None else 0
+                legit = out.held.folio_backed() if out.held is not None else 0
                 out.verdict = "held" if out.pages <= legit else "leak"
             else:
                 out.verdict = "open"
@@ -87,16 +89,16 @@ class ReleasedAtExit(Rule):
                f"still charged to memcg {out.memcg} at the end"
         if out.verdict == "leak":
             holds = out.held.describe() if out.held is not None else "no memory.stat sample or page counters"
-            legit = out.held.legitimately_held() if out.held is not None else 0
+            legit = out.held.folio_backed() if out.held is not None else 0
             message = (f"{what}; its tasks exited and it was drained, and it holds only {legit} page(s) "
-                       f"that may stay charged ({holds})")
+                       f"of page cache or shmem that may stay charged in folios ({holds})")
             kind = VIOLATION
         else:
             exited = {self.model.folios[f].pid for f in out.folios} & self.model.exited_pids
             if not exited:
                 return
             message = f"{what}; process(es) {', '.join(map(str, sorted(exited)))} exited " \
-                      f"(page cache, shmem or kernel memory may stay charged)"
+                      f"(page cache or shmem may stay charged)"
             kind = CANDIDATE
         self.report(
             self.end_point(), out.folios[0] if len(out.folios) == 1 else 0, out.memcg, message,
