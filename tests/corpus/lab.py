@@ -1,7 +1,7 @@
 """The corpus's v2 half in the lab guest (Debian's 6.1 under QEMU: cgroup v2, kprobes, swap).
 
     python -m tests.corpus.lab [CASE ...] [--out DIR] [--kernel 6.1]
-    python -m tests.corpus.lab --judge DIR [CASE ...]     # judge a finished (or cut short) run again
+    python -m tests.corpus.lab --judge DIR [CASE ...]     # judge the run made with --out DIR again
 
 One boot records every case (:mod:`.guest` in the guest, with a statically
 built ``mem`` and the corpus package shipped through ``--workload-file``); the
@@ -46,7 +46,10 @@ class LabCorpus:
 
     run_dir: Path
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    #: a need the guest could not meet (harness.Unavailable): a skip
     not_run: dict[str, str] = field(default_factory=dict)
+    #: never reached, or the recording broke (timeout, OSError): a failure
+    broken: dict[str, str] = field(default_factory=dict)
     lab_problems: list[str] = field(default_factory=list)
 
 
@@ -68,11 +71,14 @@ def judge_run(run_dir: Path, names: tuple[str, ...] | list[str]) -> LabCorpus:
         c: Case = by_name[name]
         row_path = results / f"{name}.json"
         if not row_path.exists():
-            res.not_run[name] = "the guest did not get to it"
+            res.broken[name] = "the guest did not get to it"
             continue
         row = json.loads(row_path.read_text())
+        if "unavailable" in row:
+            res.not_run[name] = row["unavailable"]
+            continue
         if "record_rc" not in row:
-            res.not_run[name] = row.get("unavailable") or row.get("error") or "?"
+            res.broken[name] = row.get("error") or "?"
             continue
         rec = Recorded(**row)
         res.outcomes[name] = judge(c, rec, trace=results / Path(rec.trace).name)
@@ -111,7 +117,8 @@ def main() -> int:
     ap.add_argument("cases", nargs="*", help=f"case names (default: every v2 case: {', '.join(GUEST_CASES)})")
     ap.add_argument("--out", type=Path, default=None, help="run folder (default: a fresh temporary one)")
     ap.add_argument("--kernel", default="6.1")
-    ap.add_argument("--judge", type=Path, default=None, metavar="DIR", help="judge this run folder's traces again")
+    ap.add_argument("--judge", type=Path, default=None, metavar="DIR",
+                    help="judge the traces of a run made with --out DIR again")
     args = ap.parse_args()
     names = args.cases or list(GUEST_CASES)
     unknown = set(names) - set(GUEST_CASES)
@@ -119,13 +126,16 @@ def main() -> int:
         print(f"not v2 corpus case(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     if args.judge is not None:
-        res = judge_run(args.judge, names)
+        res = judge_run(args.judge / "run", names)
     else:
         res = run_in_lab(names, out_dir=args.out or Path(tempfile.mkdtemp(prefix="chargetrace-labcorpus-")),
                          kernel=args.kernel)
     for p in res.lab_problems:
         print(f"lab: {p}", file=sys.stderr)
-    return print_table([res.outcomes.get(n) or res.not_run[n] for n in names], names)
+    for name, why in res.broken.items():
+        print(f"{name}: not recorded: {why}", file=sys.stderr)
+    rc = print_table([res.outcomes.get(n) or res.not_run.get(n) or res.broken[n] for n in names], names)
+    return 1 if res.broken or res.lab_problems else rc
 
 
 if __name__ == "__main__":
