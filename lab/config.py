@@ -41,6 +41,9 @@ class LabConfig:
     :param workload: a shell command run (recorded) in the guest instead of hmm-tests, in ``/lab/work``
         where ``workload_files`` are copied; test_hmm is loaded first.
     :param memory_max: bytes written to the recorded memcg's ``memory.max`` before the command starts.
+    :param scratch_disks_mb: sizes of blank virtio disks given to the guest (``/dev/vda``, ``/dev/vdb``,
+        ... in this order), e.g. for a swap device or a block file system: the guest's root and share
+        are 9p, which can hold neither a swap file nor a page cache. Sparse files, removed after the run.
     """
 
     kernel: str = "6.1"
@@ -60,6 +63,7 @@ class LabConfig:
     workload: str | None = None
     workload_files: tuple[Path, ...] = ()
     memory_max: int | None = None
+    scratch_disks_mb: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNEL_SERIES:
@@ -78,6 +82,9 @@ class LabConfig:
             raise ChargetraceError("lab: --memory-max must be at least one page (bytes)")
         if self.memory_max is not None and not self.record:
             raise ChargetraceError("lab: --memory-max limits the recorded memcg; it needs --record")
+        if any(mb < 1 for mb in self.scratch_disks_mb) or len(self.scratch_disks_mb) > 8:
+            raise ChargetraceError("lab: scratch disks are 1 MiB or more, at most 8")
+        object.__setattr__(self, "scratch_disks_mb", tuple(int(mb) for mb in self.scratch_disks_mb))
         if self.workload_files and not self.workload:
             raise ChargetraceError("lab: --workload-file needs --workload")
         for f in self.workload_files:

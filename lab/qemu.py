@@ -63,8 +63,9 @@ def pick_accel(requested: str) -> str:
 
 
 def qemu_argv(*, bzimage: Path, rootfs: Path, share: Path, init: str, accel: str, mem: str = "4G",
-              smp: int = 2, extra_append: str = "") -> list[str]:
-    """The QEMU command line for one lab boot."""
+              smp: int = 2, extra_append: str = "", disks: tuple[Path, ...] = ()) -> list[str]:
+    """The QEMU command line for one lab boot; ``disks`` are raw images the guest sees as
+    ``/dev/vda``, ``/dev/vdb``, ... (virtio-blk, in this order)."""
     if accel == "kvm":
         accel_args = ["-accel", "kvm", "-cpu", "host"]
     else:
@@ -76,6 +77,8 @@ def qemu_argv(*, bzimage: Path, rootfs: Path, share: Path, init: str, accel: str
         "-virtfs", f"local,path={rootfs},mount_tag=root,security_model=none,id=root",
         "-virtfs", f"local,path={share},mount_tag=lab,security_model=none,id=lab",
         "-nic", "none",
+        # cache=unsafe: a scratch disk's contents do not outlive the run, so no host fsync is worth waiting for
+        *[a for d in disks for a in ("-drive", f"file={d},format=raw,if=virtio,cache=unsafe")],
     ]
 
 

@@ -162,6 +162,17 @@ def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
     return share
 
 
+def _scratch_disks(cfg: LabConfig) -> tuple[Path, ...]:
+    # Sparse: a 1 GiB swap disk costs the host only what the guest writes to it.
+    disks = []
+    for i, mb in enumerate(cfg.scratch_disks_mb):
+        d = cfg.run_dir / f"scratch-{i}.img"
+        with d.open("wb") as f:
+            f.truncate(mb << 20)
+        disks.append(d)
+    return tuple(disks)
+
+
 def _read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -189,10 +200,15 @@ def run_lab(cfg: LabConfig) -> LabResult:
     accel = pick_accel(cfg.accel)
     if accel == "kvm" and cfg.accel == "kvm" and not kvm_usable()[0]:
         (share / "host.log").open("a").write(f"\nkvm requested although: {kvm_usable()[1]}\n")
+    disks = _scratch_disks(cfg)
     argv = qemu_argv(bzimage=kb.bzimage, rootfs=rootfs, share=share, init=GUEST_INIT, accel=accel,
-                     mem=cfg.mem, smp=cfg.smp)
+                     mem=cfg.mem, smp=cfg.smp, disks=disks)
     (share / "qemu.cmd").write_text(" ".join(argv) + "\n")
-    br = boot(argv, console=share / "console.log", timeout_s=cfg.timeout_s, accel=accel)
+    try:
+        br = boot(argv, console=share / "console.log", timeout_s=cfg.timeout_s, accel=accel)
+    finally:
+        for d in disks:
+            d.unlink(missing_ok=True)
     timings["boot_and_run"] = br.seconds
 
     out = share / "out"

@@ -263,3 +263,18 @@ def test_add_provenance_merges_and_keeps_rows(tmp_path: Path) -> None:
     t = read_trace(p)
     assert t.num_events == 2
     assert t.meta.provenance == {"bcc": "0.26.0", "lab": "qemu tcg", "config_sha256": "abc"}
+
+
+def test_qemu_argv_scratch_disks_in_order() -> None:
+    argv = qemu_argv(bzimage=Path("b"), rootfs=Path("r"), share=Path("s"), init="/i", accel="tcg",
+                     disks=(Path("/d/a.img"), Path("/d/b.img")))
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    assert [d.split(",")[0] for d in drives] == ["file=/d/a.img", "file=/d/b.img"]
+    assert all("if=virtio" in d and "format=raw" in d for d in drives)
+    assert "-drive" not in qemu_argv(bzimage=Path("b"), rootfs=Path("r"), share=Path("s"), init="/i", accel="tcg")
+
+
+def test_labconfig_scratch_disks_validated(tmp_path: Path) -> None:
+    assert LabConfig(cache_dir=tmp_path, scratch_disks_mb=[64, 32]).scratch_disks_mb == (64, 32)
+    with pytest.raises(ChargetraceError, match="scratch disks"):
+        LabConfig(cache_dir=tmp_path, scratch_disks_mb=(0,))

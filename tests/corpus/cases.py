@@ -77,6 +77,9 @@ class Case:
     followed: bool = True
     #: memcgs expected in scope.memcgs: the scope's own plus those made by its tasks
     scope_memcgs: int = 1
+    #: the same on cgroup v2 where it differs: a v2 shell that makes a child memcg first moves
+    #: to a leaf child of its own (workloads/lib.sh make_child, the "no internal process" rule)
+    scope_memcgs_v2: int | None = None
     #: tasks expected in scope.tasks_left (still running when the recorder's exit wait ended)
     tasks_left: int = 0
     needs: tuple[str, ...] = ()  # "swap", "outside"
@@ -218,6 +221,7 @@ CASES: tuple[Case, ...] = (
         covers=("child memcgs created and removed inside the scope",),
         min_charges=_PAGES,
         scope_memcgs=2,
+        scope_memcgs_v2=3,
         reason="a task in a child memcg charges the child (mm/memcontrol.c charge_memcg() uses "
                "the task's own memcg); usage is hierarchical (page_counter_try_charge() walks to "
                "the root), so the scope's usage includes the child's",

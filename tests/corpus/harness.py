@@ -25,7 +25,7 @@ from typing import Any
 
 from .cases import CHARGE_RULES, RULE_NEEDS, Case
 
-__all__ = ["Corpus", "Outcome", "Unavailable", "cgroup_version", "check", "held_pages", "EXIT_CODES", "HOLDERS"]
+__all__ = ["Corpus", "Outcome", "Recorded", "Unavailable", "build_mem", "judge", "cgroup_version", "check", "held_pages", "EXIT_CODES", "HOLDERS"]
 
 HERE = Path(__file__).parent
 WORKLOADS = HERE / "workloads"
@@ -144,8 +144,9 @@ def check(case: Case, o: Outcome) -> list[str]:
     if bool(unseen) != bool(case.moved_out and not case.followed):
         problems.append(f"replay's scope.unseen is {unseen!r}")
     memcgs = scope.get("memcgs") or []
-    if len(memcgs) != case.scope_memcgs:
-        problems.append(f"scope.memcgs has {len(memcgs)} memcg(s), expected {case.scope_memcgs}")
+    want = case.scope_memcgs_v2 if version == 2 and case.scope_memcgs_v2 is not None else case.scope_memcgs
+    if len(memcgs) != want:
+        problems.append(f"scope.memcgs has {len(memcgs)} memcg(s), expected {want}")
     left = scope.get("tasks_left")
     if left is None or len(left) != case.tasks_left:
         problems.append(f"scope.tasks_left is {left}, expected {case.tasks_left} task(s)")
@@ -176,16 +177,30 @@ def check(case: Case, o: Outcome) -> list[str]:
 class Corpus:
     """Builds the workloads once and runs cases in a private working folder."""
 
-    def __init__(self, workdir: Path, *, python: str = sys.executable) -> None:
+    def __init__(self, workdir: Path, *, python: str = sys.executable, mem: Path | None = None,
+                 disk_root: Path | None = None, swap_device: str | None = None,
+                 timeout_scale: float = 1.0) -> None:
+        """``mem``: a ``workloads/mem.c`` built beforehand (the lab guest has no gcc), else
+        built here; ``disk_root``: the folder for disk file-system cases (the lab guest's
+        root is 9p, which keeps no page cache: its ext4 scratch disk); ``swap_device``: the
+        device a swap case turns on (and off after) instead of a temporary swap file;
+        ``timeout_scale``: multiplies each case's timeout (a TCG guest is slower)."""
         self.workdir = workdir
         self.python = python
         self.version = cgroup_version()
-        self.mem = workdir / "mem"
-        subprocess.run(["gcc", "-O2", "-static", "-pthread", "-o", str(self.mem), str(WORKLOADS / "mem.c")],
-                       check=True)
+        self.disk_root = disk_root
+        self.swap_device = swap_device
+        self.timeout_scale = timeout_scale
+        if mem is not None:
+            self.mem = mem
+        else:
+            self.mem = workdir / "mem"
+            build_mem(self.mem)
 
     # -- what cases need ------------------------------------------------------------
     def _disk_dir(self) -> Path:
+        if self.disk_root is not None:
+            return Path(tempfile.mkdtemp(prefix="chargetrace-corpus-", dir=self.disk_root))
         for base in (Path("/var/tmp"), Path(tempfile.gettempdir()), self.workdir):
             if base.is_dir() and not _is_tmpfs(base):
                 return Path(tempfile.mkdtemp(prefix="chargetrace-corpus-", dir=base))
@@ -218,6 +233,12 @@ class Corpus:
     def _swap(self, cleanup: list) -> None:
         if _swap_active():
             return
+        if self.swap_device:
+            proc = subprocess.run(["swapon", self.swap_device], capture_output=True, text=True)
+            if proc.returncode:
+                raise Unavailable(f"swapon {self.swap_device}: {proc.stderr.strip()[:200]}")
+            cleanup.append(lambda: _swapoff(str(self.swap_device)))
+            return
         # The README's test command runs this case too: a temporary swap file is
         # the default (removed after the case); =0 forbids it on a machine where
         # even a temporary swap file is unwelcome.
@@ -234,11 +255,12 @@ class Corpus:
             if proc.returncode:
                 # e.g. a file system that cannot hold swap files (overlayfs), or no swap support
                 raise Unavailable(f"cannot add a swap file: {' '.join(argv[:1])}: {proc.stderr.strip()[:200]}")
-        cleanup.append(lambda: subprocess.run(["swapoff", str(swapfile)], check=False))
+        cleanup.append(lambda: _swapoff(str(swapfile)))
 
     # -- one case -------------------------------------------------------------------
-    def run(self, case: Case, out: Path) -> Outcome:
-        """Record and replay ``case``; the trace is written to ``out``."""
+    def record(self, case: Case, out: Path) -> Recorded:
+        """Provide what ``case`` needs and record it to ``out`` (no replay: in the lab the
+        guest records and the host judges, :func:`judge`)."""
         if self.version not in case.only:
             raise Unavailable(f"runs on cgroup v{'/v'.join(map(str, case.only))} only")
         cleanup: list = []
@@ -264,25 +286,67 @@ class Corpus:
             t0 = time.monotonic()
             rec = subprocess.run([self.python, "-m", "chargetrace.cli", "record", "--quiet", "-o", str(out),
                                   *case.record_args, "--", *argv], capture_output=True, text=True,
-                                 timeout=case.timeout)
-            rep = subprocess.run([self.python, "-m", "chargetrace.cli", "replay", "--json", str(out)],
-                                 capture_output=True, text=True, timeout=case.timeout)
+                                 timeout=case.timeout * self.timeout_scale)
             seconds = time.monotonic() - t0
         finally:
             for fn in reversed(cleanup):
                 fn()
-        meta = _meta(out) if out.exists() else {}
-        try:
-            report = json.loads(rep.stdout)
-        except ValueError:
-            report = {}
-        o = Outcome(case, rec.returncode, rec.stderr, out, meta, report, rep.returncode, seconds, self.version,
-                    swap_on)
-        if not out.exists():
-            o.problems = [f"no trace: record exited {rec.returncode}: {rec.stderr.strip()[-300:]}"]
-        else:
-            o.problems = check(case, o)
-        return o
+        return Recorded(case.name, rec.returncode, rec.stderr, str(out), seconds, self.version, swap_on)
+
+    def run(self, case: Case, out: Path) -> Outcome:
+        """Record and replay ``case``; the trace is written to ``out``."""
+        return judge(case, self.record(case, out), python=self.python)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording one case left (JSON-able: the lab guest writes it next to the trace)."""
+
+    case: str
+    record_rc: int
+    record_stderr: str
+    trace: str
+    seconds: float
+    version: int
+    swap_on: bool
+
+
+def judge(case: Case, rec: Recorded, *, python: str = sys.executable, trace: Path | None = None) -> Outcome:
+    """Replay a recorded case with ``chargetrace replay --json`` and compare with the table
+    (:func:`check`). ``trace`` overrides ``rec.trace`` (the host's path of a guest's trace)."""
+    out = trace or Path(rec.trace)
+    t0 = time.monotonic()
+    rep = subprocess.run([python, "-m", "chargetrace.cli", "replay", "--json", str(out)],
+                         capture_output=True, text=True, timeout=case.timeout)
+    seconds = rec.seconds + time.monotonic() - t0
+    meta = _meta(out) if out.exists() else {}
+    try:
+        report = json.loads(rep.stdout)
+    except ValueError:
+        report = {}
+    o = Outcome(case, rec.record_rc, rec.record_stderr, out, meta, report, rep.returncode, seconds, rec.version,
+                rec.swap_on)
+    if not out.exists():
+        o.problems = [f"no trace: record exited {rec.record_rc}: {rec.record_stderr.strip()[-300:]}"]
+    else:
+        o.problems = check(case, o)
+    return o
+
+
+def build_mem(out: Path) -> None:
+    """Build ``workloads/mem.c`` statically (it runs as-is in the lab guest)."""
+    subprocess.run(["gcc", "-O2", "-static", "-pthread", "-o", str(out), str(WORKLOADS / "mem.c")], check=True)
+
+
+def _swapoff(what: str) -> None:
+    # swapoff can fail for a moment right after the case (seen once on the loaded host: the
+    # swap file stayed on, and a later live test's tmpfs pages went to it); a swap device left
+    # on changes every later case, so retry, and say so if it stays on.
+    for _ in range(20):
+        if subprocess.run(["swapoff", what], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    print(f"corpus harness: swapoff {what} failed; swap stays on", file=sys.stderr)
 
 
 def _swap_active() -> bool:

@@ -16,10 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .cases import CASES
+from .cases import CASES, case
 from .harness import Corpus, Outcome, Unavailable, held_pages
 
-__all__ = ["main"]
+__all__ = ["main", "print_table"]
 
 
 def _row(o: Outcome) -> list[str]:
@@ -33,6 +33,30 @@ def _row(o: Outcome) -> list[str]:
     else:
         expected = "NO" if o.problems else "yes"
     return [o.case.name, f"{o.events:,}", verdict, rules or "none", held, expected]
+
+
+def print_table(items: list[Outcome | str], names: list[str]) -> int:
+    """Print the table of ``items`` (an outcome, or why the case did not run) and every
+    difference under it; 1 when a case differs unexpectedly (see the module's doc), else 0."""
+    head = ["workload", "events", "verdict", "rules checked", "outstanding charges explained", "as expected"]
+    rows, notes, failed = [], [], 0
+    for name, o in zip(names, items):
+        if isinstance(o, str):
+            rows.append([name, "-", "not run", "-", "-", f"skipped: {o}"])
+            continue
+        rows.append(_row(o))
+        if bool(o.problems) != bool(o.case.xfail):
+            failed += 1
+        notes += [f"{name}: {p}" for p in o.problems]
+        if o.case.xfail:
+            notes.append(f"{name}: xfail: {o.case.xfail}")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    for n in notes:
+        print(f"- {n}")
+    return 1 if failed else 0
 
 
 def main() -> int:
@@ -49,30 +73,17 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         corpus = Corpus(work)
-        head = ["workload", "events", "verdict", "rules checked", "outstanding charges explained", "as expected"]
-        rows, notes, failed = [], [], 0
-        for case in CASES:
-            if args.cases and case.name not in args.cases:
-                continue
+        items: list[Outcome | str] = []
+        names = [c.name for c in CASES if not args.cases or c.name in args.cases]
+        for name in names:
             try:
-                o = corpus.run(case, out_dir / f"{case.name}.parquet")
+                o = corpus.run(case(name), out_dir / f"{name}.parquet")
             except Unavailable as exc:
-                rows.append([case.name, "-", "not run", "-", "-", f"skipped: {exc}"])
+                items.append(str(exc))
                 continue
-            rows.append(_row(o))
-            if bool(o.problems) != bool(case.xfail):
-                failed += 1
-            notes += [f"{case.name}: {p}" for p in o.problems]
-            if case.xfail:
-                notes.append(f"{case.name}: xfail: {case.xfail}")
-            print(f"{case.name}: {o.seconds:.1f} s", file=sys.stderr, flush=True)
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-        for n in notes:
-            print(f"- {n}")
-        return 1 if failed else 0
+            items.append(o)
+            print(f"{name}: {o.seconds:.1f} s", file=sys.stderr, flush=True)
+        return print_table(items, names)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
