@@ -34,6 +34,10 @@ def test_folio_memcg_and_size_read_by_btf_offsets(workload: Path) -> None:
         out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True).stdout
         memcg = int(dict(kv.split("=") for kv in out.split())["memcg"])
         assert memcg == cg.id
+        # Folios still in a per-CPU LRU-add batch reach the LRU (and the
+        # tracepoint) only when the batch drains: settling drains every CPU's
+        # batch (lru_add_drain_all() via force_empty / reclaim) before counting.
+        cg.settle()
         key = ctypes.c_ulonglong(cg.id)
         folios = bpf[b"folios"][key].value
         pages = bpf[b"pages"][key].value
