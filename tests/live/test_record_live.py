@@ -83,7 +83,9 @@ def test_workload_exact_counts(tmp_path: Path, workload: Path) -> None:
     buffer_charges, extras = _classify_charges(df, w)
     assert buffer_charges == N
     assert _stat(df, "PGPGIN") == N + int(extras.value.sum())
-    assert 0 < len(extras) < 48
+    # exec, ld.so, libc, stack and the shell: 28-51 charges seen here (more page
+    # cache read in when the machine is loaded); a few dozen, never hundreds
+    assert 0 < len(extras) < 64
     assert set(extras.comm) <= {"sh", "workload"}
     assert (extras.seq < bf.seq.min()).all()
     # everything charged was uncharged by exit + settle (PGPGOUT is batched
