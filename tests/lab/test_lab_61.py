@@ -9,32 +9,21 @@ device_coherent variants that cannot run without DEVICE_COHERENT memory).
 
 from __future__ import annotations
 
-import os
-import shutil
 
 import pytest
+
+from lab_gate import require_lab
 
 from chargetrace.lab import LabConfig, run_lab
 from chargetrace.lab.trace import REQUIRED_KINDS
 
 pytestmark = pytest.mark.lab
 
-_why = None
-if os.geteuid() != 0:
-    _why = "needs root (debootstrap, chroot)"
-elif shutil.which("dpkg-query") is None:
-    _why = "needs a Debian host (apt/dpkg)"
 
 
 @pytest.fixture(scope="module")
 def lab61(request, tmp_path_factory):
-    # A plain `pytest` must never start a kernel build as a side effect: run
-    # only when the marker expression asks for the lab (`pytest -m lab`).
-    expr = request.config.getoption("markexpr") or ""
-    if "lab" not in expr or "not lab" in expr:
-        pytest.skip("lab test: run with 'pytest -m lab tests/lab' (root, QEMU, kernel build)")
-    if _why:
-        pytest.skip(_why)
+    require_lab(request, "lab", "lab test (root, QEMU, kernel build)")
     cfg = LabConfig(kernel="6.1", out_dir=tmp_path_factory.mktemp("lab61"), record=True)
     return run_lab(cfg)
 

@@ -9,30 +9,21 @@ kernel's own balance is asserted by tests/lab/test_lab_61.py and tests/test_ship
 
 from __future__ import annotations
 
-import os
-import shutil
 
 import pytest
+
+from lab_gate import require_lab
 
 from chargetrace.lab import LabConfig, run_lab
 from chargetrace.lab.bugs import VARIANTS
 
 pytestmark = [pytest.mark.lab, pytest.mark.labbugs]
 
-_why = None
-if os.geteuid() != 0:
-    _why = "needs root (debootstrap, chroot, unshare, mount)"
-elif shutil.which("dpkg-query") is None:
-    _why = "needs a Debian host (apt/dpkg)"
 
 
 @pytest.fixture(scope="module")
 def runs(request):
-    expr = request.config.getoption("markexpr") or ""
-    if "labbugs" not in expr or "not labbugs" in expr:
-        pytest.skip("bug-variant lab test: run with 'pytest -m labbugs tests/lab' (root, QEMU, kernel builds)")
-    if _why:
-        pytest.skip(_why)
+    require_lab(request, "labbugs", "bug-variant lab test (root, QEMU, kernel builds)")
     return {}
 
 

@@ -13,10 +13,11 @@ of a finished run (``python -m tests.corpus.lab --out DIR``: ``DIR/run``) instea
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from lab_gate import require_lab
 
 from corpus.cases import CASES, Case
 from corpus.lab import GUEST_CASES, judge_run, run_in_lab
@@ -29,11 +30,7 @@ V2_XFAIL: dict[str, str] = {}
 
 @pytest.fixture(scope="module")
 def lab_corpus(request, tmp_path_factory):
-    expr = request.config.getoption("markexpr") or ""
-    if "labcorpus" not in expr or "not labcorpus" in expr:
-        pytest.skip("lab corpus test: run with 'pytest -m labcorpus tests/lab' (root, QEMU, ~30-50 min)")
-    if os.geteuid() != 0 or shutil.which("dpkg-query") is None or shutil.which("gcc") is None:
-        pytest.skip("needs root on a Debian host with gcc")
+    require_lab(request, "labcorpus", "lab corpus test (root, QEMU, ~30-50 min)", gcc=True)
     done = os.environ.get("CHARGETRACE_LABCORPUS_RUN")
     if done:
         print(f"judging the finished lab run in {done} (CHARGETRACE_LABCORPUS_RUN), no boot")

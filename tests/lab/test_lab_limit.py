@@ -8,12 +8,12 @@ bug variants, ``pytest -m labbugs tests/lab``.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from lab_gate import require_lab
 
 from chargetrace.lab import LabConfig, run_lab
 
@@ -24,11 +24,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "lab" / "workloads" / "limit_migr
 
 @pytest.fixture(scope="module")
 def limit_run(request, tmp_path_factory):
-    expr = request.config.getoption("markexpr") or ""
-    if "labbugs" not in expr or "not labbugs" in expr:
-        pytest.skip("lab limit-pressure test: run with 'pytest -m labbugs tests/lab' (root, QEMU)")
-    if os.geteuid() != 0 or shutil.which("dpkg-query") is None or shutil.which("gcc") is None:
-        pytest.skip("needs root on a Debian host with gcc")
+    require_lab(request, "labbugs", "lab limit-pressure test (root, QEMU)", gcc=True)
     d = tmp_path_factory.mktemp("limit")
     exe = d / "limit_migrate"
     subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(SOURCE)], check=True)
