@@ -13,8 +13,9 @@ __all__ = ["DEFAULT_CACHE_DIR", "KERNEL_SERIES", "LabConfig"]
 #: Where kernels, modules, tests and rootfs are cached (outside the repository).
 DEFAULT_CACHE_DIR = Path(os.environ.get("CHARGETRACE_LAB_CACHE", "/var/cache/chargetrace-lab"))
 
-#: Kernel series the lab knows: Debian ``linux-source-<series>`` packages in bookworm(-security).
-KERNEL_SERIES = ("6.1", "6.12")
+#: Kernel series the lab knows: Debian ``linux-source-<series>`` packages in bookworm(-security),
+#: and those of other suites in ``lab/packages.py`` (``SOURCE_SUITES``).
+KERNEL_SERIES = ("5.10", "6.1", "6.12", "7.2")
 
 _ACCELS = ("auto", "tcg", "kvm")
 

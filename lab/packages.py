@@ -16,13 +16,30 @@ from chargetrace.traces.errors import ChargetraceError
 
 from .proc import run
 
-__all__ = ["HOST_PACKAGES", "KernelSource", "ensure_host_packages", "installed_version", "kernel_source"]
+__all__ = [
+    "HOST_PACKAGES", "SOURCE_SUITES", "KernelSource", "ensure_host_packages", "installed_version", "kernel_source",
+]
 
 #: What the build and boot need on the host (build-essential for gcc/make).
 HOST_PACKAGES = (
     "build-essential", "flex", "bison", "libelf-dev", "dwarves", "bc", "libssl-dev", "cpio",
     "kmod", "rsync", "xz-utils", "zstd", "qemu-system-x86", "debootstrap",
 )
+
+
+#: Kernel series whose ``linux-source`` package is not in the host's own suites (Debian 12), with the
+#: Debian suites that carry it. Their source lists are added with a pin priority below 100, so apt
+#: installs from them only what is asked for by name and never upgrades the host's own packages.
+SOURCE_SUITES: dict[str, tuple[tuple[str, str], ...]] = {
+    # bullseye (Debian 11): the last 5.10 sources, security updates in bullseye-security.
+    "5.10": (("http://deb.debian.org/debian", "bullseye"),
+             ("http://deb.debian.org/debian-security", "bullseye-security")),
+    # trixie-backports (Debian 13): the newest stable kernels; 6.19 has left the archive since.
+    "7.2": (("http://deb.debian.org/debian", "trixie-backports"),),
+}
+
+#: apt priority of the added suites: < 100 means "only when nothing else provides it".
+_PIN_PRIORITY = 50
 
 
 @dataclass(frozen=True)
@@ -71,9 +88,28 @@ def ensure_host_packages(packages: tuple[str, ...] | list[str], *, log: Path, in
     return missing
 
 
+def _add_source_suites(series: str, *, log: Path) -> None:
+    """Make the suites of ``SOURCE_SUITES[series]`` known to apt (pinned low) and refresh the lists."""
+    changed = False
+    for mirror, suite in SOURCE_SUITES.get(series, ()):
+        name = f"chargetrace-lab-{suite}"
+        lists = Path("/etc/apt/sources.list.d") / f"{name}.list"
+        prefs = Path("/etc/apt/preferences.d") / name
+        want_list = f"deb {mirror} {suite} main\n"
+        want_prefs = f"Package: *\nPin: release n={suite}\nPin-Priority: {_PIN_PRIORITY}\n"
+        for path, text in ((lists, want_list), (prefs, want_prefs)):
+            if not path.is_file() or path.read_text() != text:
+                path.write_text(text)
+                changed = True
+    if changed:
+        run(["apt-get", "-o", "DPkg::Lock::Timeout=900", "update"], log=log, what="apt-get update")
+
+
 def kernel_source(series: str, *, log: Path, install: bool = True) -> KernelSource:
     """The ``linux-source-<series>`` package, installed if missing."""
     package = f"linux-source-{series}"
+    if install and installed_version(package) is None:
+        _add_source_suites(series, log=log)
     ensure_host_packages([package], log=log, install=install)
     version = installed_version(package)
     tarball = Path(f"/usr/src/{package}.tar.xz")
