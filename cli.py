@@ -354,6 +354,8 @@ _CACHE_OPT = click.option("--cache-dir", type=click.Path(), default=None,
                           help="Cache root (default /var/cache/chargetrace-lab or $CHARGETRACE_LAB_CACHE).")
 _BUG_OPT = click.option("--bug", default=None, metavar="NAME",
                         help="A kernel bug variant (lab/bugs.py), built incrementally on the clean kernel.")
+_DEBUG_VM_OPT = click.option("--debug-vm", is_flag=True, default=None,
+                             help="A kernel with CONFIG_DEBUG_VM (lab/debug-vm.config; a full build, own cache key).")
 
 
 def _lab_config(**kw):  # -> chargetrace.lab.LabConfig
@@ -378,6 +380,7 @@ def lab() -> None:
 @click.option("--timeout", "timeout_s", type=int, default=1200, show_default=True, help="QEMU hard limit, s.")
 @click.option("--jobs", "-j", type=int, default=None, help="make -j for the kernel build.")
 @_BUG_OPT
+@_DEBUG_VM_OPT
 @click.option("--workload", default=None, metavar="CMD",
               help="Run this shell command (recorded) in the guest instead of hmm-tests, in /lab/work.")
 @click.option("--workload-file", "workload_files", multiple=True, type=click.Path(dir_okay=False),
@@ -385,14 +388,14 @@ def lab() -> None:
 @click.option("--memory-max", type=int, default=None, metavar="BYTES",
               help="memory.max of the recorded memcg, set before the command starts.")
 @user_errors
-def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jobs, bug, workload, workload_files,
-            memory_max) -> None:
+def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jobs, bug, debug_vm, workload,
+            workload_files, memory_max) -> None:
     """Build (or reuse) the lab, boot it and run hmm-tests; exit 1 if the run is not clean
     (with --bug: if the replay does not name the variant's expected rule)."""
     from chargetrace.lab import run_lab
 
     cfg = _lab_config(kernel=kernel, cache_dir=cache_dir, out_dir=out_dir, accel=accel, record=record,
-                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs, bug=bug, workload=workload,
+                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs, bug=bug, debug_vm=debug_vm, workload=workload,
                       workload_files=tuple(workload_files) or None, memory_max=memory_max)
     res = run_lab(cfg)
     dp = res.hmm.device_private
@@ -428,12 +431,14 @@ def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jo
 @_CACHE_OPT
 @click.option("--jobs", "-j", type=int, default=None, help="make -j for the kernel build.")
 @_BUG_OPT
+@_DEBUG_VM_OPT
 @user_errors
-def lab_build(kernel, cache_dir, jobs, bug) -> None:
+def lab_build(kernel, cache_dir, jobs, bug, debug_vm) -> None:
     """Build (or reuse) kernel, test_hmm.ko, hmm-tests and rootfs without booting."""
     from chargetrace.lab import build_all
 
-    kb, rootfs, timings, cached = build_all(_lab_config(kernel=kernel, cache_dir=cache_dir, jobs=jobs, bug=bug))
+    kb, rootfs, timings, cached = build_all(_lab_config(kernel=kernel, cache_dir=cache_dir, jobs=jobs, bug=bug,
+                                                        debug_vm=debug_vm))
     click.echo(f"kernel {kb.release}: {kb.directory} ({'cached' if kb.cached else 'built'})")
     click.echo(f"rootfs: {rootfs} ({'cached' if cached['rootfs'] else 'built'})")
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

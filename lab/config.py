@@ -45,6 +45,8 @@ class LabConfig:
     :param scratch_disks_mb: sizes of blank virtio disks given to the guest (``/dev/vda``, ``/dev/vdb``,
         ... in this order), e.g. for a swap device or a block file system: the guest's root and share
         are 9p, which can hold neither a swap file nor a page cache. Sparse files, removed after the run.
+    :param debug_vm: build (or reuse) the kernel with ``lab/debug-vm.config`` (CONFIG_DEBUG_VM) merged
+        after ``hmm-lab.config``: a full build with a cache key of its own; bug variants build on it.
     """
 
     kernel: str = "6.1"
@@ -65,6 +67,7 @@ class LabConfig:
     workload_files: tuple[Path, ...] = ()
     memory_max: int | None = None
     scratch_disks_mb: tuple[int, ...] = ()
+    debug_vm: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNEL_SERIES:
@@ -101,7 +104,8 @@ class LabConfig:
         """The host directory shared with the guest as ``/lab``."""
         if self.out_dir is not None:
             return self.out_dir
-        return self.cache_dir / "runs" / (self.kernel + (f"-{self.bug}" if self.bug else "")
+        return self.cache_dir / "runs" / (self.kernel + ("-debugvm" if self.debug_vm else "")
+                                          + (f"-{self.bug}" if self.bug else "")
                                           + ("-workload" if self.workload else ""))
 
     @property

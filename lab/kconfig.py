@@ -14,9 +14,12 @@ from pathlib import Path
 
 from chargetrace.traces.errors import ChargetraceError
 
-__all__ = ["FRAGMENT_NAME", "REQUIRED", "check_config", "fragment_bytes", "parse_config"]
+__all__ = ["DEBUG_VM_FRAGMENT_NAME", "DEBUG_VM_REQUIRED", "FRAGMENT_NAME", "REQUIRED", "check_config",
+           "fragment_bytes", "parse_config"]
 
 FRAGMENT_NAME = "hmm-lab.config"
+#: The optional fragment of ``--debug-vm`` kernels, merged after :data:`FRAGMENT_NAME`.
+DEBUG_VM_FRAGMENT_NAME = "debug-vm.config"
 
 #: Options without which the lab cannot work; a build whose .config lacks one fails.
 REQUIRED = {
@@ -34,13 +37,16 @@ REQUIRED = {
     "CONFIG_GUP_TEST": "y",
 }
 
+#: What a ``--debug-vm`` build must have on top of :data:`REQUIRED`.
+DEBUG_VM_REQUIRED = {"CONFIG_DEBUG_VM": "y"}
+
 _SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 
 
-def fragment_bytes() -> bytes:
-    """The packaged config fragment (``lab/hmm-lab.config``)."""
-    return resources.files("chargetrace.lab").joinpath(FRAGMENT_NAME).read_bytes()
+def fragment_bytes(name: str = FRAGMENT_NAME) -> bytes:
+    """A packaged config fragment (default ``lab/hmm-lab.config``)."""
+    return resources.files("chargetrace.lab").joinpath(name).read_bytes()
 
 
 def parse_config(text: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from chargetrace.traces.errors import ChargetraceError
 
 from .cache import is_done, kernel_key, locked, read_stamp, write_stamp
-from .kconfig import FRAGMENT_NAME, check_config, fragment_bytes
+from .kconfig import DEBUG_VM_FRAGMENT_NAME, DEBUG_VM_REQUIRED, FRAGMENT_NAME, REQUIRED, check_config, fragment_bytes
 from .packages import KernelSource
 from .proc import run
 
@@ -74,19 +74,30 @@ def hmm_tests_dir(tree: Path) -> Path:
     raise ChargetraceError(f"lab: no hmm-tests.c under {tree}/tools/testing/selftests/{{mm,vm}}")
 
 
-def build_kernel(source: KernelSource, cache_dir: Path, *, jobs: int, log: Path) -> KernelBuild:
-    """Build (or reuse) the lab kernel for ``source``; raises ChargetraceError on failure."""
-    fragment = fragment_bytes()
-    key = kernel_key(source.version, fragment)
+def build_kernel(source: KernelSource, cache_dir: Path, *, jobs: int, log: Path,
+                 debug_vm: bool = False) -> KernelBuild:
+    """Build (or reuse) the lab kernel for ``source``; raises ChargetraceError on failure.
+
+    ``debug_vm``: also merge ``debug-vm.config`` (CONFIG_DEBUG_VM). Its key hashes both fragments
+    and its directory is ``<version>-debugvm-<key>``, so the clean kernels (keyed by
+    ``hmm-lab.config`` alone) keep their keys and cache entries.
+    """
+    fragments = [(FRAGMENT_NAME, fragment_bytes())]
+    if debug_vm:
+        fragments.append((DEBUG_VM_FRAGMENT_NAME, fragment_bytes(DEBUG_VM_FRAGMENT_NAME)))
+    key = kernel_key(source.version, b"\n".join(f for _, f in fragments))
     d = kernel_dir(cache_dir, source, key)
+    if debug_vm:
+        d = d.with_name(f"{source.version}-debugvm-{key}")
     with locked(d):
         if is_done(d):
             stamp = read_stamp(d)
             return KernelBuild(d, source, key, stamp["release"], cached=True)
-        return _build(d, source, key, fragment, jobs=jobs, log=log)
+        return _build(d, source, key, fragments, jobs=jobs, log=log)
 
 
-def _build(d: Path, source: KernelSource, key: str, fragment: bytes, *, jobs: int, log: Path) -> KernelBuild:
+def _build(d: Path, source: KernelSource, key: str, fragments: list[tuple[str, bytes]], *, jobs: int,
+           log: Path) -> KernelBuild:
     timings: dict[str, float] = {}
     tree = d / source.topdir
     kbuild = d / "kbuild"
@@ -94,21 +105,25 @@ def _build(d: Path, source: KernelSource, key: str, fragment: bytes, *, jobs: in
         shutil.rmtree(tree, ignore_errors=True)
         timings["extract"] = run(["tar", "-xf", source.tarball, "-C", d], log=log, what="unpack kernel source")
 
-    frag = d / FRAGMENT_NAME
+    frags = [d / name for name, _ in fragments]
     configured = kbuild / ".lab-configured"
     if not configured.is_file() or configured.read_text().strip() != key:
         t0 = time.monotonic()
-        frag.write_bytes(fragment)
+        for (_, data), path in zip(fragments, frags):
+            path.write_bytes(data)
         make = ["make", "-C", tree, f"O={kbuild}"]
         run([*make, "x86_64_defconfig"], log=log, what="make x86_64_defconfig")
         run([tree / "scripts" / "kconfig" / "merge_config.sh", "-m", "-O", kbuild, kbuild / ".config",
-             tree / "kernel" / "configs" / "kvm_guest.config", frag], log=log, cwd=tree, what="merge_config.sh")
+             tree / "kernel" / "configs" / "kvm_guest.config", *frags], log=log, cwd=tree, what="merge_config.sh")
         run([*make, "olddefconfig"], log=log, what="make olddefconfig")
         configured.write_text(key + "\n")
         timings["configure"] = time.monotonic() - t0
-    bad = check_config(kbuild / ".config")
+    required = dict(REQUIRED)
+    if any(name == DEBUG_VM_FRAGMENT_NAME for name, _ in fragments):
+        required.update(DEBUG_VM_REQUIRED)
+    bad = check_config(kbuild / ".config", required)
     if bad:
-        raise ChargetraceError(f"lab: kernel .config lacks lab options ({'; '.join(bad)}); see {frag}")
+        raise ChargetraceError(f"lab: kernel .config lacks lab options ({'; '.join(bad)}); see {', '.join(map(str, frags))}")
 
     # make is incremental: an interrupted build resumes here.
     timings["build"] = run(["make", "-C", tree, f"O={kbuild}", f"-j{jobs}", "bzImage", "modules"],

@@ -41,8 +41,19 @@ if [ -n "$WORKLOAD" ]; then
     cd /lab/work
 fi
 export CMD MEMORY_MAX
-# The wrapper runs inside the recorded memcg: it sets that memcg's limit, then becomes the command.
-WRAP='if [ -n "$MEMORY_MAX" ]; then echo "$MEMORY_MAX" > "/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)/memory.max" || exit 125; fi; exec sh -c "$CMD"'
+# The wrapper runs inside the recorded memcg: it sets that memcg's limit, runs the command, and
+# when the command has ended copies the memcg's memory.events (OOM, max, high events) to
+# /lab/out/memory.events: the recorder removes the memcg after settling, so nobody else can. It
+# stays out of the OOM killer's way (-1000; the command gets 0 back), because a killed wrapper
+# loses the events and, under a limit with nothing else killable, it would be the victim. The
+# events are read with the shell's own `read` (no fork: a new charge in a memcg still at its limit).
+WRAP='cg="/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)"
+if [ -n "$MEMORY_MAX" ]; then echo "$MEMORY_MAX" > "$cg/memory.max" || exit 125; fi
+echo -1000 > /proc/self/oom_score_adj
+( echo 0 > /proc/self/oom_score_adj; exec sh -c "$CMD" )
+rc=$?
+while read -r line; do echo "$line"; done < "$cg/memory.events" > /lab/out/memory.events
+exit $rc'
 if [ "$MODE" = record ] && [ -z "$WORKLOAD" ] && [ -z "$MEMORY_MAX" ]; then
     # Plain hmm-tests: the recorded command is hmm-tests itself (no wrapper shell in the scope).
     chargetrace record -o "/lab/out/$TRACE" --ringbuf-mb "$RINGBUF_MB" -- /lab/hmm-tests \

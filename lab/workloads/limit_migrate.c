@@ -117,7 +117,12 @@ int main(int argc, char **argv)
 	while (f && fgets(line, sizeof(line), f))
 		if (!strncmp(line, "0::", 3)) {
 			line[strcspn(line, "\n")] = 0;
-			snprintf(cg, sizeof(cg), "%s", line + 3);
+			size_t len = strlen(line + 3);
+			if (len >= sizeof(cg)) {
+				fprintf(stderr, "limit_migrate: cgroup path longer than %zu bytes\n", sizeof(cg) - 1);
+				return 2;
+			}
+			memcpy(cg, line + 3, len + 1);
 		}
 	if (f) fclose(f);
 	if (!cg[0] || !strcmp(cg, "/")) {
