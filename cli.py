@@ -395,8 +395,8 @@ def lab_run(kernel, cache_dir, out_dir, accel, record, ringbuf_mb, timeout_s, jo
     from chargetrace.lab import run_lab
 
     cfg = _lab_config(kernel=kernel, cache_dir=cache_dir, out_dir=out_dir, accel=accel, record=record,
-                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs, bug=bug, debug_vm=debug_vm, workload=workload,
-                      workload_files=tuple(workload_files) or None, memory_max=memory_max)
+                      ringbuf_mb=ringbuf_mb, timeout_s=timeout_s, jobs=jobs, bug=bug, debug_vm=debug_vm,
+                      workload=workload, workload_files=tuple(workload_files) or None, memory_max=memory_max)
     res = run_lab(cfg)
     dp = res.hmm.device_private
     click.echo(f"kernel {res.release} (linux-source {res.source_version}, key {res.kernel_key}, "

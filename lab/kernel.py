@@ -123,7 +123,8 @@ def _build(d: Path, source: KernelSource, key: str, fragments: list[tuple[str, b
         required.update(DEBUG_VM_REQUIRED)
     bad = check_config(kbuild / ".config", required)
     if bad:
-        raise ChargetraceError(f"lab: kernel .config lacks lab options ({'; '.join(bad)}); see {', '.join(map(str, frags))}")
+        raise ChargetraceError(f"lab: kernel .config lacks lab options ({'; '.join(bad)}); "
+                               f"see {', '.join(map(str, frags))}")
 
     # make is incremental: an interrupted build resumes here.
     timings["build"] = run(["make", "-C", tree, f"O={kbuild}", f"-j{jobs}", "bzImage", "modules"],

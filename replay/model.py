@@ -49,6 +49,9 @@ class FolioState:
     #: <= 6.6: this folio was the source of a force-charged migration; its own
     #: charge must still be uncharged when it is freed (R4).
     migrated_seq: int = -1
+    #: An uncharged folio (memcg 0): the memcg its charge left, by uncharge or by a >= 6.7 transfer
+    #: (0 = none seen). Lets a finding about a later use of the folio name the memcg involved.
+    last_memcg: int = 0
 
 
 @dataclass
@@ -224,7 +227,8 @@ class Model:
             else:
                 led.live -= nr  # uncharged twice: rules report it; never clamp
                 led.uncharged += nr
-        self.folios[ev.folio] = FolioState(0, nr, VIA_UNCHARGE, ev.seq, ev.ts_ns, ev.pid)
+        self.folios[ev.folio] = FolioState(0, nr, VIA_UNCHARGE, ev.seq, ev.ts_ns, ev.pid,
+                                           last_memcg=prior.memcg if prior is not None and prior.memcg else ev.memcg)
 
     def _apply_transfer(self, ev: Event) -> None:
         window = self.migrate_windows.get(ev.tid)
@@ -249,7 +253,7 @@ class Model:
         led = self.ledger(target)
         led.transferred_in += nr
         self.ledger(ev.memcg).transferred_out += nr
-        self.folios[ev.folio] = FolioState(0, nr, VIA_TRANSFERRED_AWAY, ev.seq, ev.ts_ns, ev.pid)
+        self.folios[ev.folio] = FolioState(0, nr, VIA_TRANSFERRED_AWAY, ev.seq, ev.ts_ns, ev.pid, last_memcg=ev.memcg)
         self.folios[ev.folio_new] = FolioState(
             target, nr, VIA_TRANSFER, ev.seq, ev.ts_ns, old.pid if old else ev.pid, in_trace
         )

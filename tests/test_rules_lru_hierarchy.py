@@ -33,8 +33,9 @@ def test_r12_fires_on_the_old_folio_of_a_transfer_put_back_on_the_lru(replay_row
     report = replay_rows(rows, meta_for(probes=LRU))
     assert "R12" in rules_of(report)
     f = next(v for v in report.violations if v.rule == "R12")
-    assert f.folio == F and f.seq == 2 and f.memcg == 0
-    assert "transferred-away" in f.message
+    # Named: the memcg the transfer moved the charge away from (the insertion itself reads 0).
+    assert f.folio == F and f.seq == 2 and f.memcg == MEMCG
+    assert "transferred-away at seq 1 (memcg" in f.message
 
 
 def test_r12_fires_on_a_device_folio_on_the_lru(replay_rows):

@@ -37,8 +37,11 @@ class NoLruForUnchargedOrDevice(Rule):
             return
         if ev.memcg == 0:
             state = self.model.folios.get(ev.folio)
+            # The finding names the memcg the folio's charge left (by the transfer or uncharge at
+            # `related`): the insertion's own memcg is 0 by definition.
+            memcg = (state.memcg or state.last_memcg) if state is not None else 0
             was = (f"; the model last saw it {state.via} at seq {state.seq}"
-                   + (f" (memcg {state.memcg})" if state.memcg else "")) if state is not None else ""
-            self.report(ev, ev.folio, state.memcg if state is not None else 0,
+                   + (f" (memcg {memcg})" if memcg else "")) if state is not None else ""
+            self.report(ev, ev.folio, memcg,
                         f"uncharged folio (memcg_data 0) put on an LRU list{was}",
                         related=[state.seq] if state is not None else ())
