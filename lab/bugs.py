@@ -170,7 +170,10 @@ _V612_TRANSFER_KEEPS_OLD = BugVariant(
          "so the old folio's free uncharges the same pages again (page_counter underflow class)",
     recreates='85ce2c517ade "memcontrol: only transfer the memcg data for migration" (6.7) with its '
               '"old->memcg_data = 0" left out',
-    rule="R3",
+    # The old folio's free uncharges pages whose charge the transfer moved away: on a >= 6.7
+    # profile that is R4 (the old folio still charged after the transfer, replay/rules/blame.py);
+    # the underflow it causes is R3.usage (memory.current 0, the model far below it).
+    rule="R4",
     edits=(Edit(
         path="mm/memcontrol.c",
         anchor="\tWARN_ON_ONCE(folio_unqueue_deferred_split(old));\n\told->memcg_data = 0;\n",
