@@ -71,12 +71,15 @@ class FleetReport:
     def exit_code(self) -> int:
         return worst_exit_code(t.exit_code for t in self.traces)
 
-    def totals(self) -> dict[str, int]:
-        out: dict[str, int] = {"traces": len(self.traces)}
+    def totals(self) -> dict[str, Any]:
+        """Traces per verdict (``verdicts``, ``error`` = bad input) and the sums of
+        events and findings (``violations``, ``inconclusive``, ``candidates``)."""
+        verdicts: dict[str, int] = {}
+        out: dict[str, Any] = {"traces": len(self.traces), "verdicts": verdicts}
+        for name in ("events", "violations", "inconclusive", "candidates"):
+            out[name] = sum(getattr(t, name) for t in self.traces)
         for t in self.traces:
-            out[t.verdict] = out.get(t.verdict, 0) + 1
-            for name in ("events", "violations", "inconclusive", "candidates"):
-                out[name] = out.get(name, 0) + getattr(t, name)
+            verdicts[t.verdict] = verdicts.get(t.verdict, 0) + 1
         return out
 
     def to_json(self) -> dict[str, Any]:
