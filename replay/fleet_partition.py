@@ -153,8 +153,14 @@ def _mask(codes: np.ndarray, words: list[str], kinds: frozenset[str]) -> np.ndar
     return np.isin(codes, [i for i, w in enumerate(words) if w in kinds])
 
 
-def plan_buckets(table: pa.Table, buckets: int) -> BucketPlan:
-    """Route every row to the bucket(s) that replay it (see the module doc)."""
+def plan_buckets(table: pa.Table, buckets: int, read: frozenset[str] | None = None) -> BucketPlan:
+    """Route every row to the bucket(s) that replay it (see the module doc).
+
+    ``read``: the folio-less kinds the primary must see (the model's and the
+    active rules'); None = all. Rows of other kinds (faults, page migrations,
+    drop windows, where no rule and no model transition reads them) go only
+    where they end a device free's call; the report counts kinds and drop
+    windows over the whole table."""
     codes, words = _kinds(table)
     folio = table.column("folio").to_numpy()
     folio_new = table.column("folio_new").to_numpy()
@@ -225,12 +231,13 @@ def plan_buckets(table: pa.Table, buckets: int) -> BucketPlan:
     extra: dict[int, list[int]] = defaultdict(list)
     for p, n in enders:
         extra[int(bucket[p])].append(n)
+    needed = ~is_folio if read is None else _mask(codes, words, read | CONTEXT_KINDS | SAMPLE_KINDS)
     for b in range(buckets):
         mine = (bucket == b) | context | usage
         if b == PRIMARY:
-            mine |= ~is_folio
+            mine |= needed & ~is_folio
         picked = np.flatnonzero(mine)
-        if extra.get(b) and b != PRIMARY:
+        if extra.get(b):
             picked = np.union1d(picked, np.array(extra[b], dtype=np.int64))
         rows.append(picked)
     sizes = defaultdict(int)
@@ -382,7 +389,10 @@ def replay_partitioned(trace: Trace, buckets: int, config: ReplayConfig | None =
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
     g = _global(trace, config)
-    plan = plan_buckets(trace.table, buckets)
+    # What the primary's model and rules read: model transitions of samples and
+    # counters, and every kind an active rule handles (L1 counts the ledger's kinds).
+    read = frozenset(_context(g)[1].dispatch) | {"memcg_stat"}
+    plan = plan_buckets(trace.table, buckets, read)
     tables = list(_tables(trace.table, plan))
     work = [(t, g) for t in tables[1:]]
     if jobs > 1 and len(work) > 1:

@@ -106,7 +106,8 @@ def _event(draw) -> list[tuple[str, dict]]:
     memcg = draw(st.sampled_from([MEMCG, MEMCG, OTHER, 0]))
     nr = draw(st.sampled_from([1, 1, 4]))
     kind = draw(st.sampled_from(["charge", "uncharge", "uncharge", "transfer", "replace", "device_free", "split",
-                                 "lru_insert", "window", "fault_window", "stat", "usage", "fork", "exit", "fault"]))
+                                 "lru_insert", "window", "fault_window", "stat", "usage", "fork", "exit", "fault",
+                                 "lost", "page_migration"]))
     base = {"tid": tid, "pid": PID}
     if kind == "charge":
         ret = draw(st.sampled_from([0, 0, 0, -12]))
@@ -148,6 +149,10 @@ def _event(draw) -> list[tuple[str, dict]]:
         return [("fork", {**base, "value": PID + 7})]
     if kind == "exit":
         return [("exit", {**base, "value": 1})]
+    if kind == "lost":  # findings over its window become inconclusive
+        return [("lost", {**base, "value": 2, "span_ns": 2500})]
+    if kind == "page_migration":
+        return [("page_migration", {**base, "item": "compaction", "value": 1})]
     return [("fault", {**base, "addr": 0x7000})]
 
 
