@@ -16,9 +16,10 @@ design, and why it is exact, is docs/fleet.md; in short:
   smallest folio id.
 * **Context.** Thread windows (migrate, device fault), fork and exit rows go to
   every bucket: folio rules read them (R8, R9, R11, R4's window count).
-  Every other folio-less row (counters, samples, faults, drops) goes to the
-  primary only, except a row that ends a device free's call, which goes to
-  that free's bucket too.
+  Counter and sample rows go to the primary only; rows no rule and no model
+  transition reads (faults, drop windows, page migrations) go nowhere, except
+  a row that ends a device free's call, which goes to that free's bucket.
+  The report counts kinds and drop windows over the whole table.
 * **Exchange.** Whatever a rule reads that sums over folios is reduced: at
   each ``usage`` sample every other bucket records its per-memcg ledger
   (charged, live, ...), and the primary adds those figures before R3.usage
@@ -63,7 +64,6 @@ from .automaton import Automaton, RuleContext
 from .config import ReplayConfig
 from .engine import device_folios, iter_events, lost_windows
 from .eras import EraProfile, select_era
-from .events import Event
 from .findings import Finding
 from .model import NOT_IN_CALL, SAMPLE_KINDS, DeviceFreePair, FolioState, Model
 from .report import Report, build_report
