@@ -204,19 +204,8 @@ def _replay_fleet(spec: str, options: dict, as_json: bool, jobs: int, buckets: i
         if as_json:
             click.echo(json.dumps(fleet.to_json(), indent=2))
         else:
-            for t in fleet.traces:
-                where = " ".join(f"{k}={v}" for k, v in t.partition.items())
-                what = (_one_line(t.error) if t.error else
-                        f"{t.events} events, {t.violations} violation(s)"
-                        + (f" ({', '.join(f'{r} {n}' for r, n in sorted(t.rules.items()))})" if t.rules else "")
-                        + (f", {t.inconclusive} inconclusive" if t.inconclusive else ""))
-                click.echo(f"{t.verdict:<12} {t.path}{f'  [{where}]' if where else ''}: {what}")
-            totals = fleet.totals()
-            verdicts = totals["verdicts"]
-            counts = ", ".join(f"{verdicts[v]} {v}" for v in ("violations", "error", "inconclusive", "unchecked",
-                                                             "balanced") if verdicts.get(v))
-            click.echo(f"totals: {totals['traces']} trace(s) ({counts}), {totals['events']} events, "
-                       f"{totals['violations']} violation(s); exit {fleet.exit_code}")
+            for line in fleet.lines():
+                click.echo(_one_line(line))
         sys.stdout.flush()
     except BrokenPipeError:
         _quiet_stdout()

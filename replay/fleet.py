@@ -82,6 +82,24 @@ class FleetReport:
             verdicts[t.verdict] = verdicts.get(t.verdict, 0) + 1
         return out
 
+    def lines(self) -> list[str]:
+        """The text report: one line per trace (verdict, path, hive keys, counts or
+        the bad input's message), then the totals and the exit code."""
+        out = []
+        for t in self.traces:
+            where = " ".join(f"{k}={v}" for k, v in t.partition.items())
+            rules = ", ".join(f"{r} {n}" for r, n in sorted(t.rules.items()))
+            what = t.error or (f"{t.events} events, {t.violations} violation(s)" + (f" ({rules})" if rules else "")
+                               + (f", {t.inconclusive} inconclusive" if t.inconclusive else ""))
+            out.append(f"{t.verdict:<12} {t.path}{f'  [{where}]' if where else ''}: {what}")
+        totals = self.totals()
+        verdicts = totals["verdicts"]
+        counts = ", ".join(f"{verdicts[v]} {v}" for v in ("violations", "error", "inconclusive", "unchecked",
+                                                         "balanced") if verdicts.get(v))
+        out.append(f"totals: {totals['traces']} trace(s) ({counts}), {totals['events']} events, "
+                   f"{totals['violations']} violation(s); exit {self.exit_code}")
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"fleet_json_version": FLEET_JSON_VERSION, "root": self.root, "exit_code": self.exit_code,
                 "severity": list(SEVERITY), "totals": self.totals(), "traces": [asdict(t) for t in self.traces]}

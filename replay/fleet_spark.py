@@ -143,7 +143,7 @@ def replay_on_spark(spark, root: str, options: dict[str, Any] | None = None, buc
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from .fleet import worst_exit_code
+    from .fleet import FleetReport, TraceResult, partition_of
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
@@ -163,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     except ChargetraceError as exc:
         print(f"chargetrace: error: {exc}", file=sys.stderr)
         return 2
-    code = worst_exit_code(r["exit_code"] for r in results)
+    fleet = FleetReport(args.root, [
+        TraceResult(r["path"], partition_of(r["path"]), r["verdict"], r["exit_code"], r["events"], r["violations"],
+                    r["inconclusive"], r["candidates"], json.loads(r["rules"]), r["error"]) for r in results])
+    code = fleet.exit_code
     if args.json:
-        print(json.dumps({"fleet_json_version": 1, "root": args.root, "exit_code": code, "traces": results}, indent=2))
+        print(json.dumps(fleet.to_json(), indent=2))
     else:
-        for r in results:
-            print(f"{r['verdict']:<12} {r['path']}: {r['error'] or str(r['events']) + ' events, ' + str(r['violations']) + ' violation(s)'}")
+        print("\n".join(fleet.lines()))
     return code
 
 
