@@ -51,7 +51,7 @@ def main() -> int:
 
     from chargetrace.replay import replay
     from chargetrace.replay.fleet import replay_fleet
-    from chargetrace.replay.fleet_partition import plan_buckets, replay_partitioned
+    from chargetrace.replay.fleet_partition import plan_buckets, primary_kinds, replay_partitioned
     from chargetrace.traces import read_trace
 
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
@@ -83,7 +83,7 @@ def main() -> int:
         _say("one trace whole (replay)", w, f"{trace.num_events / w:,.0f} events/s, {whole.verdict}")
         for k in (int(x) for x in args.buckets.split(",")):
             t = time.perf_counter()
-            plan = plan_buckets(trace.table, k)
+            plan = plan_buckets(trace.table, k, primary_kinds(trace))
             p = time.perf_counter() - t
             sizes = [len(r) for r in plan.rows]
             t = time.perf_counter()

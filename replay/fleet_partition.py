@@ -70,7 +70,7 @@ from .report import Report, build_report
 from .rules import ALL_RULES
 from .rules.ledger import LedgerAgreement
 
-__all__ = ["replay_partitioned", "plan_buckets", "BucketPlan", "FOLIO_KINDS", "CONTEXT_KINDS"]
+__all__ = ["replay_partitioned", "plan_buckets", "primary_kinds", "BucketPlan", "FOLIO_KINDS", "CONTEXT_KINDS"]
 
 #: Rows that name folios the model keeps state for (routed by folio).
 FOLIO_KINDS = frozenset({"charge", "uncharge", "transfer", "replace", "device_free", "split", "lru_insert"})
@@ -371,6 +371,12 @@ def _global(trace: Trace, config: ReplayConfig) -> _Global:
                    int(seq[-1]) if seq.size else -1, int(ts[-1].as_py()) if table.num_rows else 0, last)
 
 
+def primary_kinds(trace: Trace, config: ReplayConfig | None = None) -> frozenset[str]:
+    """The folio-less kinds the primary replays: what its model's counters and
+    samples need, and every kind an active rule handles (L1 counts the ledger's)."""
+    return frozenset(_context(_global(trace, config or ReplayConfig()))[1].dispatch) | {"memcg_stat"}
+
+
 def _other_star(args: tuple[pa.Table, _Global]) -> _BucketOut:
     return _replay_other(*args)
 
@@ -389,10 +395,7 @@ def replay_partitioned(trace: Trace, buckets: int, config: ReplayConfig | None =
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
     g = _global(trace, config)
-    # What the primary's model and rules read: model transitions of samples and
-    # counters, and every kind an active rule handles (L1 counts the ledger's kinds).
-    read = frozenset(_context(g)[1].dispatch) | {"memcg_stat"}
-    plan = plan_buckets(trace.table, buckets, read)
+    plan = plan_buckets(trace.table, buckets, primary_kinds(trace, config))
     tables = list(_tables(trace.table, plan))
     work = [(t, g) for t in tables[1:]]
     if jobs > 1 and len(work) > 1:
