@@ -143,9 +143,16 @@ def main(debug: bool) -> None:
               help="Events shown around each violation (0-1000).")
 @click.option("--limit", type=click.IntRange(0, 100_000), default=20, show_default=True,
               help="Violations printed in full.")
+@click.option("--jobs", type=click.IntRange(0, 1024), default=0,
+              help="Local processes for many traces or buckets (0: one per core).")
+@click.option("--buckets", type=click.IntRange(1, 4096), default=1, show_default=True,
+              help="Replay each trace in this many folio buckets (exact; for traces too large for one worker).")
 @user_errors
-def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int) -> None:
+def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int, jobs: int, buckets: int) -> None:
     """Replay TRACE against the reference accounting model.
+
+    TRACE may also be a directory tree or a glob of many traces (fleet replay:
+    one line per trace, totals, the worst exit code: 1 > 2 > 3 > 4 > 0).
 
     Exit 0 balanced, 1 violations, 2 bad input, 3 inconclusive, 4 unchecked
     (no rule checked anything of substance: no charge/uncharge/transfer/device
@@ -153,11 +160,19 @@ def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int
     """
     from chargetrace.replay import ReplayConfig
     from chargetrace.replay import replay as run_replay
+    from chargetrace.replay.fleet import is_fleet
     from chargetrace.replay.render import render_report
 
+    options = {"era": era}
+    if is_fleet(trace):
+        _replay_fleet(str(trace), options, as_json, jobs or os.cpu_count() or 1, buckets)
     loaded = _load(trace)
     err = Console(stderr=True)
-    if as_json or not err.is_terminal or loaded.num_events < 200_000:
+    if buckets > 1:
+        from chargetrace.replay.fleet_partition import replay_partitioned
+
+        report = replay_partitioned(loaded, buckets, ReplayConfig(**options), jobs=jobs or os.cpu_count() or 1)
+    elif as_json or not err.is_terminal or loaded.num_events < 200_000:
         report = run_replay(loaded, ReplayConfig(era=era))
     else:
         from rich.progress import Progress
@@ -175,6 +190,26 @@ def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int
         # `replay t | head`: the verdict stands, whoever stopped reading.
         _quiet_stdout()
     sys.exit(report.exit_code)
+
+
+def _replay_fleet(spec: str, options: dict, as_json: bool, jobs: int, buckets: int) -> None:
+    """Many traces: one line each, totals, the worst exit code (replay/fleet.py)."""
+    from chargetrace.replay.fleet import replay_fleet
+
+    fleet = replay_fleet(spec, options, jobs=jobs, buckets=buckets)
+    for t in fleet.traces:
+        if t.error:  # bad input: its one line on stderr too; the other traces stand
+            click.echo(f"chargetrace: error: {_one_line(t.error)}", err=True)
+    try:
+        if as_json:
+            click.echo(json.dumps(fleet.to_json(), indent=2))
+        else:
+            for line in fleet.lines():
+                click.echo(_one_line(line))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    sys.exit(fleet.exit_code)
 
 
 @main.command()
