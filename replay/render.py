@@ -186,6 +186,9 @@ def render_info(console: Console, info: dict) -> None:
     for key in ("provenance", "mutations"):
         if meta[key]:
             console.print(f"  {key:<15} {meta[key]}")
+    for entry in meta.get("pgmaps") or ():  # schema 3: the drivers of the device pages
+        where = f"{entry.get('symbol') or '?'} [{entry.get('module')}]" if entry.get("module") else entry.get("symbol")
+        console.print(f"  {'pgmap_ops ' + str(entry['id']):<15} {entry['driver']} ({where or 'no symbol'})")
     if meta["probes"]:
         table = Table(title="probes", title_justify="left")
         for name in ("event", "probe", "how", "note"):
