@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from chargetrace.replay import Report, replay
@@ -87,6 +88,18 @@ def analyze(
     return out
 
 
+def _driver_column(trace) -> pa.Array:
+    """Each row's driver name, from its pgmap_ops id and the metadata's pgmaps
+    table ("" where the row names none), so SQL can GROUP BY driver."""
+    names = {int(e["id"]): str(e.get("driver", "")) for e in (trace.meta.pgmaps or [])}
+    ids = trace.table.column("pgmap_ops").to_numpy()
+    if not names or not ids.size:
+        return pa.repeat(pa.scalar("", pa.string()), trace.table.num_rows)
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    words = pa.array([names.get(int(u), "" if u == 0 else f"pgmap_ops id {int(u)}") for u in uniq], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), words).cast(pa.string())
+
+
 def events_table(analyses: Sequence[Analysis]) -> pa.Table:
     """All events of all traces as one Arrow table (schema columns + ``trace``);
     dictionary columns are decoded to plain strings so that segments and traces
@@ -103,6 +116,8 @@ def events_table(analyses: Sequence[Analysis]) -> pa.Table:
             names.append(name)
         cols.insert(0, pa.repeat(pa.scalar(a.name, pa.string()), t.num_rows))
         names.insert(0, "trace")
+        cols.append(_driver_column(a.trace))
+        names.append("driver")
         tables.append(pa.Table.from_arrays(cols, names=names))
     return pa.concat_tables(tables) if tables else pa.table({"trace": pa.array([], pa.string())})
 

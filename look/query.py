@@ -1,7 +1,8 @@
 """SQL over traces with DuckDB: ``events``, ``findings`` and ``ledger`` tables.
 
 ``events`` holds every row of every trace given (traces/SCHEMA.md columns plus
-``trace``, the path as given); ``findings`` and ``ledger`` hold the replay
+``trace``, the path as given, and ``driver``, the name the metadata's ``pgmaps``
+gives the row's ``pgmap_ops``, "" for none); ``findings`` and ``ledger`` hold the replay
 report's findings and per-memcg rows (``frames.py``). The traces are read with
 the trace reader (so every bad input is one error line, and older schema
 versions get their column defaults) and handed to DuckDB as Arrow tables
@@ -33,7 +34,7 @@ __all__ = ["QueryResult", "query", "query_df", "TABLES"]
 
 #: The tables a query can name, with what they hold.
 TABLES = {
-    "events": "every trace row (SCHEMA.md columns) plus `trace`",
+    "events": "every trace row (SCHEMA.md columns) plus `trace` and `driver` (device rows' driver name)",
     "findings": "replay findings: trace, status, rule, seq, ts_ns, folio, memcg, message, related_seqs",
     "ledger": "replay per-memcg ledger: trace, memcg, charged, uncharged, live, pgpgin, pgpgout, ...",
 }

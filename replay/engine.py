@@ -3,8 +3,8 @@
 The table is walked in chunks; each chunk's columns are converted to Python
 lists once and zipped into :class:`Event` tuples, so the per-event cost is a
 tuple and the rule calls, nothing more. Two column-level pre-passes run
-first: the device-private folio set (folios that reach a device free) and the
-lost-event windows.
+first: the device-private folio set (folios that reach a device free, and the
+driver of each, replay/drivers.py) and the lost-event windows.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from chargetrace.traces import Trace
 
 from .automaton import Automaton, RuleContext
 from .config import ReplayConfig
+from .drivers import device_drivers
 from .eras import select_era
 from .events import Event
 from .model import Model
@@ -86,7 +87,7 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> Report:
     """Replay a trace against the reference model; never raises on content."""
     config = config or ReplayConfig()
     era = select_era(trace.meta, config.era)
-    model = Model(era, device_folios(trace.table), trace.meta.page_size)
+    model = Model(era, device_folios(trace.table), trace.meta.page_size, device_drivers(trace.table))
     ctx = RuleContext(model, trace.meta, era)
     automaton = Automaton(ctx, ALL_RULES)
     automaton.feed(iter_events(trace.table, config.progress))

@@ -28,3 +28,4 @@ class Event(NamedTuple):
     item: str
     value: int
     span_ns: int
+    pgmap_ops: int

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .drivers import DriverTally
 from .eras import FORCE, EraProfile
 from .events import Event
 from .units import Held, held_from_counters, held_from_memstat
@@ -104,16 +105,20 @@ class Window:
     ts_ns: int
     item: str = ""
     transfers: int = 0
+    pgmap_ops: int = 0  # device fault: the driver's pgmap_ops id (replay/drivers.py)
 
 
 class Model:
-    def __init__(self, era: EraProfile, device_folios: frozenset[int] = frozenset(), page_size: int = 4096) -> None:
+    def __init__(self, era: EraProfile, device_folios: frozenset[int] = frozenset(), page_size: int = 4096,
+                 device_drivers: dict[int, int] | None = None) -> None:
         self.era = era
         self.page_size = page_size or 4096
         self.folios: dict[int, FolioState] = {}
         self.memcgs: dict[int, MemcgLedger] = {}
         #: Folios the trace shows to be device-private (seen in a device free).
         self.device_folios = device_folios
+        #: Per-driver figures of device memory (replay/drivers.py reads them).
+        self.drivers = DriverTally(device_drivers or {})
         self.migrate_windows: dict[int, Window] = {}  # tid -> window
         self.fault_windows: dict[int, Window] = {}  # tid -> window
         self.forked_pids: set[int] = set()
@@ -234,6 +239,10 @@ class Model:
         window = self.migrate_windows.get(ev.tid)
         if window is not None:
             window.transfers += 1
+        fault = self.fault_windows.get(ev.tid)
+        known = self.folios.get(ev.folio)
+        self.drivers.transfer(ev, ev.nr_pages or (known.nr if known else 1),
+                              fault.pgmap_ops if fault is not None else None, self.device_folios)
         if self.era.migrate == FORCE:
             self._force_charge(ev)
             return
@@ -282,6 +291,7 @@ class Model:
         self.folios[ev.folio_new] = FolioState(memcg, nr, VIA_FORCE, ev.seq, ev.ts_ns, old.pid)
 
     def _apply_device_free(self, ev: Event) -> None:
+        self.drivers.device_free(ev)
         if ev.memcg:
             # The free path uncharges next, on the same thread (free_zone_device_page,
             # mm/memremap.c); the uncharge row settles it (R6).
@@ -350,7 +360,8 @@ class Model:
         self.migrate_windows.pop(ev.tid, None)
 
     def _apply_device_fault(self, ev: Event) -> None:
-        self.fault_windows[ev.tid] = Window(ev.seq, ev.ts_ns, ev.item)
+        self.fault_windows[ev.tid] = Window(ev.seq, ev.ts_ns, ev.item, pgmap_ops=ev.pgmap_ops)
+        self.drivers.device_fault(ev)
 
     def _apply_device_fault_done(self, ev: Event) -> None:
         self.fault_windows.pop(ev.tid, None)

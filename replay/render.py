@@ -93,6 +93,18 @@ def _rules_table(report: Report) -> Table:
     return table
 
 
+def _drivers_table(report: Report) -> Table:
+    table = Table(title="device memory by driver (pages; replay/drivers.py)", title_justify="left")
+    for name, justify in (("driver", "left"), ("symbol [module]", "left"), ("device faults", "right"),
+                          ("to device", "right"), ("from device", "right"), ("freed", "right"),
+                          ("charged at end", "right")):
+        table.add_column(name, justify=justify)
+    for d in report.drivers:
+        table.add_row(d.driver, f"{d.symbol} [{d.module}]" if d.module else (d.symbol or "-"), str(d.device_faults),
+                      str(d.migrated_to_device), str(d.migrated_from_device), str(d.freed), str(d.charged_at_end))
+    return table
+
+
 def render_report(console: Console, report: Report, trace: Trace, *, context: int = 2, limit: int = 20) -> None:
     t0 = int(pc.min(trace.table.column("ts_ns")).as_py() or 0) if trace.num_events else 0
     style = _VERDICT_STYLE.get(report.verdict, "bold yellow")
@@ -107,6 +119,8 @@ def render_report(console: Console, report: Report, trace: Trace, *, context: in
     else:
         console.print("no memcg activity in this trace")
     console.print(_rules_table(report))
+    if report.drivers:
+        console.print(_drivers_table(report))
     for row in report.held:
         console.print(f"memcg {row.memcg}: {row.text}")
     for title, findings in (("violations", report.violations), ("inconclusive (events were lost around them)",
@@ -172,6 +186,9 @@ def render_info(console: Console, info: dict) -> None:
     for key in ("provenance", "mutations"):
         if meta[key]:
             console.print(f"  {key:<15} {meta[key]}")
+    for entry in meta.get("pgmaps") or ():  # schema 3: the drivers of the device pages
+        where = f"{entry.get('symbol') or '?'} [{entry.get('module')}]" if entry.get("module") else entry.get("symbol")
+        console.print(f"  {'pgmap_ops ' + str(entry['id']):<15} {entry['driver']} ({where or 'no symbol'})")
     if meta["probes"]:
         table = Table(title="probes", title_justify="left")
         for name in ("event", "probe", "how", "note"):

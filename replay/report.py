@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from chargetrace.traces import Trace
 
+from .drivers import DriverRow, driver_rows
 from .findings import CANDIDATE, Finding
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ class Report:
     held: list[HeldRow] = field(default_factory=list)
     #: The scope as replay understood it (ScopeView fields the verdict rests on).
     scope: dict[str, Any] = field(default_factory=dict)
+    #: Device memory per driver (replay/drivers.py); JSON key "drivers" (added in json_version 2).
+    drivers: list[DriverRow] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -162,6 +165,7 @@ class Report:
             "coverage": self.coverage(),
             "held": [vars(row).copy() for row in self.held],
             "scope": dict(self.scope),
+            "drivers": [d.to_dict() for d in self.drivers],
         }
 
 
@@ -274,6 +278,7 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
                "observed_from_creation": sorted(m for m in scope.memcgs if scope.observed_from_creation(m)),
                "exited": scope.exited, "settled": scope.settled, "tasks_left": list(scope.tasks_left),
                "unseen": unseen},
+        drivers=driver_rows(ctx.model, trace.meta),
     )
 
 

@@ -14,7 +14,7 @@ def test_dtype_mirrors_the_c_struct() -> None:
     body = re.search(r"struct ct_event \{(.*?)\};", COMMON_H.read_text(), re.S).group(1)
     fields = re.findall(r"(\w+)(?:\[\d+\])?;", body)
     assert tuple(fields) == EVENT_DTYPE.names
-    assert EVENT_DTYPE.itemsize == 104
+    assert EVENT_DTYPE.itemsize == 112
 
 
 def test_kind_codes_are_schema_kinds() -> None:

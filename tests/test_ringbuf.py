@@ -72,3 +72,29 @@ def test_reader_over_a_file_laid_out_like_the_ring(tmp_path) -> None:
     finally:
         os.close(fd)
     assert struct.unpack_from("<Q", f.read_bytes(), 0)[0] == 3 * STRIDE
+
+
+def test_a_foreign_record_in_the_ring_leaves_it_closable(tmp_path) -> None:
+    """The error names the sizes; no view of the mapping outlives it (else close()
+    raised BufferError and hid the message)."""
+    import mmap
+    import os
+
+    from chargetrace.tracer.ringbuf import RingReader
+
+    page, size = mmap.PAGESIZE, mmap.PAGESIZE
+    data = _ring([(REC, b"a" * REC), (96, b"b" * 96)])
+    f = tmp_path / "ring"
+    f.write_bytes(struct.pack("<Q", 0).ljust(page, b"\0") + struct.pack("<Q", len(data)).ljust(page, b"\0")
+                  + (data.ljust(size, b"\0")) * 2)
+    fd = os.open(f, os.O_RDWR)
+    try:
+        reader = RingReader(fd, size, REC)
+        try:
+            reader.read(10)
+        except ChargetraceError as exc:
+            reader.close()  # as the recorder's teardown does while the error propagates
+            message = str(exc)
+        assert "96 bytes, expected 104" in message
+    finally:
+        os.close(fd)

@@ -18,6 +18,7 @@ from typing import Any
 from chargetrace.traces import ChargetraceError, TraceWriter
 
 from .decode import EVENT_SIZE, decode
+from .drivers import PgmapTable
 
 __all__ = ["DiskWriter"]
 
@@ -25,8 +26,11 @@ __all__ = ["DiskWriter"]
 class DiskWriter:
     """Decodes and writes on its own thread, in arrival order (module docstring)."""
 
-    def __init__(self, writer: TraceWriter, probe_names: dict[int, str], tables: dict[int, dict[int, str]]) -> None:
+    def __init__(self, writer: TraceWriter, probe_names: dict[int, str], tables: dict[int, dict[int, str]],
+                 pgmaps: PgmapTable | None = None) -> None:
         self.writer = writer
+        #: Names each new pgmap_ops pointer before the writer hides it (tracer/drivers.py).
+        self._pgmaps = pgmaps
         self._probe_names = probe_names
         self._tables = tables
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
@@ -52,6 +56,8 @@ class DiskWriter:
                     self._flush_if_stale(payload)
                     continue
                 cols = decode(payload, self._probe_names, self._tables) if what == "raw" else payload
+                if self._pgmaps is not None:
+                    self._pgmaps.note(cols)
                 self.writer.append_columns(cols)
             except BaseException as exc:  # handed to the main thread
                 self._error = exc

@@ -37,6 +37,8 @@ _OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("OFF_MVMA_NPAGES", "migrate_vma", "npages"),
     ("OFF_MVMA_CPAGES", "migrate_vma", "cpages"),
     ("OFF_VMF_ADDRESS", "vm_fault", "address"),
+    ("OFF_VMF_PAGE", "vm_fault", "page"),
+    ("OFF_PGMAP_OPS", "dev_pagemap", "ops"),
     ("OFF_TASK_PID", "task_struct", "pid"),
 )
 #: Offsets without which no folio-level probe can work.
@@ -64,6 +66,12 @@ def struct_offsets(btf: Btf) -> dict[str, int]:
     for path in ("_folio_order", "_flags_1"):
         if btf.has_member("folio", path):
             out["OFF_FOLIO_ORDER"] = btf.offsetof("folio", path)
+            break
+    # A ZONE_DEVICE page's pgmap: folio->pgmap in 7.x, page->pgmap before
+    # (include/linux/mm_types.h); the same word (after flags) either way.
+    for struct_name in ("folio", "page"):
+        if btf.has_member(struct_name, "pgmap"):
+            out["OFF_PAGE_PGMAP"] = btf.offsetof(struct_name, "pgmap")
             break
     try:
         out["CT_PG_HEAD"] = btf.enum("pageflags")["PG_head"]

@@ -46,6 +46,7 @@ from .cgroups import Memcg, create_child, memcg_at, memcg_of_pid, remove_stale_c
 from .command import shell_status, spawn_in
 from .config import RecordConfig, RecordResult, probe_table, require_root, setup_kernel
 from .decode import EVENT_SIZE
+from .drivers import PgmapTable
 from .diskwriter import DiskWriter
 from .kernel import detect_era
 from .ledger import CounterDeltas, ledger_cflags, ledger_rows, read_ledger, recursion_misses, stop_probes
@@ -229,7 +230,8 @@ class Recording:
             },
         )
         self._writer = TraceWriter(cfg.output, self.meta, raw_pointers=cfg.raw_pointers)
-        self._disk = DiskWriter(self._writer, self._program.probe_names, self._program.tables)
+        self._disk = DiskWriter(self._writer, self._program.probe_names, self._program.tables,
+                                PgmapTable(self.meta, self._writer.pgmap_id))
         if cfg.aggregate_counters:
             self._deltas = CounterDeltas(self._program.probe_names, self._program.tables, time.monotonic_ns())
         self._check_interrupted()

@@ -60,6 +60,10 @@ def take_records(data: object, offset: int, available: int, record_size: int, ma
     if k < n:
         bad = int(lens[k])
         if not bad & (_BUSY | _DISCARD) and bad != record_size:
+            # The traceback keeps this frame: with a view alive the mmap could not be
+            # closed and "BufferError: cannot close exported pointers exist" would
+            # hide this message (a recorder whose C and Python halves disagree).
+            del recs, lens
             raise ChargetraceError(f"ring buffer record of {bad} bytes, expected {record_size}")
     out = recs["rec"][:k].tobytes()
     del recs, lens  # no view may outlive the call (the mmap could not be closed)

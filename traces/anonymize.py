@@ -2,7 +2,7 @@
 
 Traces recorded by this release hold opaque ids already (the writer maps them,
 traces/pointers.py); this rewrites a trace that still holds raw
-``struct folio *`` values, with the same numbering.
+``struct folio *`` (and ``struct dev_pagemap_ops *``) values, with the same numbering.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ __all__ = ["anonymize"]
 
 
 def anonymize(trace: Trace) -> tuple[pa.Table, TraceMeta]:
-    table = PointerMap().map_table(trace.table)
+    pointers = PointerMap()
+    table = pointers.map_table(trace.table)
     meta = copy.deepcopy(trace.meta)
+    # The pgmaps table is keyed by the column's values: renumber it the same way.
+    meta.pgmaps = pointers.map_pgmaps(meta.pgmaps)
     meta.anonymized = True
     return table, meta

@@ -102,6 +102,11 @@ class TraceMeta:
     complete: bool = True
     #: Rows the writer wrote in the whole trace (None while recording).
     rows: int | None = None
+    #: Schema 3: the drivers whose device memory the trace saw, one entry per
+    #: ``pgmap_ops`` id: ``{"id", "symbol", "module", "driver"}`` (symbol and
+    #: module from /proc/kallsyms at record time, driver from the recorder's
+    #: catalogue, tracer/drivers.py). None = not recorded (older recorder).
+    pgmaps: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:

@@ -32,6 +32,7 @@ from .metadata import TraceMeta
 from .schema import (
     ARROW_SCHEMA,
     COLUMN_DEFAULTS,
+    COLUMN_SINCE,
     MAX_EVENTS_DEFAULT,
     MAX_STRING_BYTES,
     METADATA_DIGEST_KEY,
@@ -200,8 +201,9 @@ def _string(file: Path, name: str, col: pa.ChunkedArray, target: pa.DataType) ->
         raise ChargetraceError(f"{file}: column {name!r} cannot be read as strings ({_first_line(exc)})") from None
 
 
-def _conform(file: Path, table: pa.Table) -> tuple[pa.Table, list[str]]:
-    """The table in the current schema, and the columns that were missing (filled with defaults)."""
+def _conform(file: Path, table: pa.Table, version: int) -> tuple[pa.Table, list[str]]:
+    """The table in the current schema, and the columns that were missing (filled with
+    defaults) although the trace's schema ``version`` has them."""
     missing = REQUIRED_COLUMNS - set(table.column_names)
     if missing:
         raise ChargetraceError(f"{file}: not a chargetrace trace (missing column(s) {', '.join(sorted(missing))})")
@@ -216,7 +218,8 @@ def _conform(file: Path, table: pa.Table) -> tuple[pa.Table, list[str]]:
             elif col.type != fld.type:
                 col = _integer(file, fld.name, col, fld.type)
         else:
-            filled.append(fld.name)
+            if version >= COLUMN_SINCE.get(fld.name, 0):
+                filled.append(fld.name)
             col = pa.repeat(pa.scalar(COLUMN_DEFAULTS[fld.name], fld.type), table.num_rows)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA.remove_metadata()), filled
@@ -275,11 +278,11 @@ def read_trace(path: str | os.PathLike[str], *, progress: Progress | None = None
             f"(raise CHARGETRACE_MAX_EVENTS to read it; about 100 bytes of memory per event)"
         )
     tables, filled_all, done = [], set(), 0
-    for file, pf in opened:
+    for (file, pf), file_meta in zip(opened, metas):
         _check_layout(file, pf)
         table = _read_rows(file, pf, done, total, progress)
         done += table.num_rows
-        table, filled = _conform(file, table)
+        table, filled = _conform(file, table, file_meta.schema_version)
         filled_all.update(filled)
         tables.append(table)
     meta = metas[-1]

@@ -17,6 +17,7 @@ __all__ = [
     "ARROW_SCHEMA",
     "COLUMNS",
     "COLUMN_DEFAULTS",
+    "COLUMN_SINCE",
     "REQUIRED_COLUMNS",
     "KINDS",
     "FOLIO_KINDS",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 #: Version of the layout written by this release.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Oldest version this release still reads (by column name).
 OLDEST_READABLE_VERSION = 1
 
@@ -59,6 +60,7 @@ ARROW_SCHEMA = pa.schema(
         pa.field("item", _DICT_STR, nullable=False),
         pa.field("value", pa.int64(), nullable=False),
         pa.field("span_ns", pa.uint64(), nullable=False),
+        pa.field("pgmap_ops", pa.uint64(), nullable=False),
     ]
 )
 
@@ -85,6 +87,14 @@ COLUMN_DEFAULTS: dict[str, object] = {
     "item": "",
     "value": 0,
     "span_ns": 0,
+    "pgmap_ops": 0,
+}
+
+#: Schema version that introduced a column. A trace of an older version lacks
+#: it by design (its default means "not recorded"), so the reader does not
+#: report it as a column filled with defaults.
+COLUMN_SINCE: dict[str, int] = {
+    "pgmap_ops": 3,
 }
 
 #: Every event kind with a one-line meaning; SCHEMA.md gives the field use.

@@ -187,6 +187,11 @@ _DROPS = _obj({"total": _COUNT, "per_cpu": _map(_COUNT), "missed": _map(_COUNT),
 _LEDGER = _opt(_list(_obj({"memcg": _U64_ID, "kind": _str, "item": _str, "events": _COUNT,
                            "pages": _int(-_I64, _I64 - 1)}, required=("memcg", "kind", "events", "pages"))))
 
+# Schema 3: the driver behind each pgmap_ops id (tracer/drivers.py); ``id`` is the
+# column's value (an opaque id, or the raw pointer in a --raw-pointers trace).
+_PGMAPS = _opt(_list(_obj({"id": _int(1, _U64), "symbol": _str, "module": _str, "driver": _str},
+                          required=("id", "driver"))))
+
 #: Every known top-level field and its type; ``schema_version`` is required.
 _META = _obj({
     "schema_version": _int(0, 1 << 31),
@@ -210,6 +215,7 @@ _META = _obj({
     "rows": _opt(_COUNT),
     "armed_ns": _opt(_U64_ID),
     "ledger": _LEDGER,
+    "pgmaps": _PGMAPS,
 }, required=("schema_version",))
 
 

@@ -219,6 +219,11 @@ class TraceWriter:
         #: Why writing failed (None while it has not): the trace is left unfinished.
         self.failed: str | None = None
 
+    def pgmap_id(self, pointer: int) -> int:
+        """The value ``pointer`` (a raw ``pgmap_ops``) has in the trace: its opaque
+        id, or itself with ``raw_pointers`` (the key of the metadata's ``pgmaps``)."""
+        return pointer if self._pointers is None else self._pointers.pgmap_id(pointer)
+
     # -- input -------------------------------------------------------------
     def append_columns(self, columns: Mapping[str, Any]) -> None:
         table = columns_to_table(columns, self._next_seq)

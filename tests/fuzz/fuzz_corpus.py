@@ -117,12 +117,18 @@ def same_as_base(path: Path, bases: list[Base]) -> bool:
         files = sorted(path.glob("seg-*.parquet")) if path.is_dir() else [path]
         tables = [pq.read_table(f) for f in files]
         raw = json.loads(pq.ParquetFile(files[-1]).metadata.metadata[METADATA_KEY])
-        table = pa.concat_tables([t.replace_schema_metadata(None).select(ARROW_SCHEMA.names).cast(
-            ARROW_SCHEMA.remove_metadata()) for t in tables]).sort_by("seq")
     except Exception:  # noqa: BLE001 - unreadable raw: certainly not the base
         return False
     for base in bases:
+        # A base of an older schema version lacks the newer columns: compare its own.
+        names = [n for n in ARROW_SCHEMA.names if n in base.table.column_names]
+        schema = pa.schema([ARROW_SCHEMA.field(n) for n in names])
+        try:
+            table = pa.concat_tables([t.replace_schema_metadata(None).select(names).cast(schema)
+                                      for t in tables]).sort_by("seq")
+        except Exception:  # noqa: BLE001 - a column missing or not castable: not this base
+            continue
         same_meta = meaningful(raw) == meaningful(base.meta)
-        if same_meta and table.equals(base.table.cast(ARROW_SCHEMA.remove_metadata())):
+        if same_meta and table.equals(base.table.select(names).cast(schema)):
             return True
     return False

@@ -66,6 +66,33 @@ def test_replay_of_the_fresh_recording_is_balanced_and_checked(lab61) -> None:
         assert checked[rule] > 0, (rule, checked)
 
 
+def test_device_events_name_the_test_hmm_driver(lab61) -> None:
+    """Driver attribution (docs/drivers.md): every device free and device fault of the
+    recording names test_hmm's pgmap ops (/dev/hmm_dmirror0 and 1 share one table), and
+    the replay gives that driver's figures."""
+    import numpy as np
+
+    from chargetrace.replay import replay
+    from chargetrace.traces import read_trace
+
+    trace = read_trace(lab61.trace)
+    assert trace.meta.pgmaps, "the recording named no pgmap ops"
+    assert [(e["symbol"], e["module"], e["driver"]) for e in trace.meta.pgmaps] == [
+        ("dmirror_devmem_ops", "test_hmm", "test_hmm (dmirror)")]
+    dmirror = trace.meta.pgmaps[0]["id"]
+    kinds = np.array(trace.table.column("kind").cast("string").to_pylist(), dtype=object)
+    ops = trace.table.column("pgmap_ops").to_numpy()
+    for kind in ("device_free", "device_fault", "device_fault_done"):
+        mine = ops[kinds == kind]
+        assert mine.size > 0 and set(mine.tolist()) == {dmirror}, (kind, set(mine.tolist()))
+    assert set(ops[~np.isin(kinds, ["device_free", "device_fault", "device_fault_done"])].tolist()) == {0}
+    drivers = {d.driver: d for d in replay(trace).drivers}
+    dm = drivers["test_hmm (dmirror)"]
+    assert dm.device_faults == int((kinds == "device_fault").sum())
+    assert dm.migrated_to_device > 0 and dm.migrated_from_device > 0 and dm.freed > 0, dm
+    assert dm.charged_at_end == 0, dm
+
+
 @pytest.mark.parametrize("fault,rules", [
     ("drop-device-free-uncharge", {"R6"}),
     ("duplicate-uncharge", {"R3", "R6"}),

@@ -31,6 +31,7 @@
 #include <linux/kernfs.h>
 #include <linux/migrate.h>
 #include <linux/pagevec.h>
+#include <linux/memremap.h>
 #ifndef OFF_FOLIO_MEMCG_DATA
 #define OFF_FOLIO_MEMCG_DATA offsetof(struct folio, memcg_data)
 #define OFF_FOLIO_LRU offsetof(struct folio, lru)
@@ -48,6 +49,13 @@
 #define OFF_VMF_ADDRESS offsetof(struct vm_fault, address)
 #define OFF_PAGE_FLAGS offsetof(struct page, flags)
 #define CT_PG_HEAD PG_head
+/* The pgmap of a ZONE_DEVICE page is the word after flags in every era:
+ * page->pgmap (first word of the ZONE_DEVICE struct of the union, <= 6.x),
+ * folio->pgmap (in the union with lru, 7.x; include/linux/mm_types.h). The
+ * member moved, the offset did not, so it is named through page->lru. */
+#define OFF_PAGE_PGMAP offsetof(struct page, lru)
+#define OFF_PGMAP_OPS offsetof(struct dev_pagemap, ops)
+#define OFF_VMF_PAGE offsetof(struct vm_fault, page)
 /* Folio order byte: folio->_folio_order until "mm: reimplement folio_order()
  * and folio_nr_pages()" (v6.6), then the low byte of folio->_flags_1. */
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
@@ -92,6 +100,7 @@ struct ct_event {
     u64 addr;
     s64 ret;
     s64 value;
+    u64 pgmap_ops;
     u32 pid;
     u32 tid;
     u32 cpu;
@@ -169,5 +178,38 @@ static __always_inline u32 ct_folio_nr(const void *folio)
 #endif
 }
 #endif /* OFF_FOLIO_MEMCG_DATA */
+
+#if defined(OFF_PAGE_PGMAP) && defined(OFF_PGMAP_OPS)
+#define CT_PGMAP_READS 1
+/* The driver's ops of a ZONE_DEVICE page: page_pgmap(page)->ops (struct
+ * dev_pagemap_ops *, a static const in the driver: dmirror_devmem_ops,
+ * nouveau_dmem_pagemap_ops, ...; named from /proc/kallsyms in Python).
+ * Only for pages known to be ZONE_DEVICE (a device free, a driver's
+ * migrate_to_ram): for any other page the word is lru.next.
+ * A tail page's word at that offset is compound_head | 1 (<= 6.x) or, in
+ * 7.x, compound_info: the head pointer | 1, or with HVO a mask | 1 that
+ * turns the tail's address into the head's (include/linux/page-flags.h
+ * _compound_head()); a mask is ones from some bit up to bit 63. */
+static __always_inline u64 ct_pgmap_ops(const void *page)
+{
+    unsigned long word = 0;
+    const void *pgmap = NULL;
+    u64 ops = 0;
+    if (!page)
+        return 0;
+    bpf_probe_read_kernel(&word, sizeof(word), (const char *)page + OFF_PAGE_PGMAP);
+    if (word & 1UL) {
+        unsigned long m = word & ~1UL;
+        const char *head = ((m | (m - 1)) == ~0UL) ? (const char *)((unsigned long)page & m) : (const char *)m;
+        word = 0;
+        bpf_probe_read_kernel(&word, sizeof(word), head + OFF_PAGE_PGMAP);
+    }
+    pgmap = (const void *)word;
+    if (!pgmap)
+        return 0;
+    bpf_probe_read_kernel(&ops, sizeof(ops), (const char *)pgmap + OFF_PGMAP_OPS);
+    return ops;
+}
+#endif
 
 #endif /* CT_COMMON_H */

@@ -546,7 +546,16 @@ static __always_inline void ct_emit_device_free(void *ctx, u16 probe, const void
         return;
     int refs = -1;
     bpf_probe_read_kernel(&refs, sizeof(refs), (const char *)folio + OFF_PAGE_REFCOUNT);
-    ct_emit_folio_row(ctx, CT_KIND_device_free, probe, folio, memcg, 0, refs);
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_device_free, probe);
+    e.folio = (u64)folio;
+    e.nr_pages = ct_folio_nr(folio);
+    e.memcg = memcg;
+    e.value = refs;
+#ifdef CT_PGMAP_READS
+    e.pgmap_ops = ct_pgmap_ops(folio); /* which driver's memory is freed */
+#endif
+    CT_EMIT(ctx, &e);
 }
 
 /* ---- charge: kretprobe, folio stashed at entry --------------------------- */
@@ -971,7 +980,10 @@ int ct_kp_mdev_finalize(struct pt_regs *ctx)
  * svm_migrate_to_ram (amdkfd). do_swap_page() calls it only in its
  * is_device_private_entry() branch (mm/memory.c), so every call is a fault
  * on a device-private entry. do_swap_page itself is not used: it also runs
- * for every ordinary swap-in. addr = vmf->address. */
+ * for every ordinary swap-in. addr = vmf->address; pgmap_ops = the ops of
+ * vmf->page's pgmap (do_swap_page() sets vmf->page to the device page before
+ * calling page_pgmap(vmf->page)->ops->migrate_to_ram(vmf)), kept in the stash
+ * for the return row. */
 BPF_HASH(stash_dfault, u64, u64, 4096);
 int ct_kp_device_fault(struct pt_regs *ctx)
 {
@@ -980,13 +992,19 @@ int ct_kp_device_fault(struct pt_regs *ctx)
         return 0;
     const char *vmf = (const char *)PT_REGS_PARM1(ctx);
     u64 key = bpf_get_current_pid_tgid();
-    u64 one = 1;
-    stash_dfault.update(&key, &one);
+    u64 ops = 0;
+#if defined(OFF_VMF_PAGE) && defined(CT_PGMAP_READS)
+    const void *page = NULL;
+    bpf_probe_read_kernel(&page, sizeof(page), vmf + OFF_VMF_PAGE);
+    ops = ct_pgmap_ops(page);
+#endif
+    stash_dfault.update(&key, &ops);
     unsigned long addr = 0;
     bpf_probe_read_kernel(&addr, sizeof(addr), vmf + OFF_VMF_ADDRESS);
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_device_fault, CT_KP_DEVICE_FAULT);
     e.addr = addr;
+    e.pgmap_ops = ops;
     CT_EMIT(ctx, &e);
     return 0;
 }
@@ -994,12 +1012,14 @@ int ct_kret_device_fault(struct pt_regs *ctx)
 {
     CT_GATE();
     u64 key = bpf_get_current_pid_tgid();
-    if (!stash_dfault.lookup(&key))
+    u64 *ops = stash_dfault.lookup(&key);
+    if (!ops)
         return 0;
-    stash_dfault.delete(&key);
     struct ct_event e = {};
     ct_fill(&e, CT_KIND_device_fault_done, CT_KP_DEVICE_FAULT);
     e.ret = (u32)PT_REGS_RC(ctx); /* vm_fault_t is an unsigned int */
+    e.pgmap_ops = *ops;
+    stash_dfault.delete(&key);
     CT_EMIT(ctx, &e);
     return 0;
 }
