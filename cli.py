@@ -338,6 +338,8 @@ def probes() -> None:
     for c in choices:
         if c.variant is not None:
             click.echo(f"{c.event:<{width}}  {c.variant.probe}  [{c.variant.how}]")
+            if c.explanation():
+                click.echo(f"{'':<{width}}    why: {c.explanation()}")
         else:
             click.echo(f"{c.event:<{width}}  none: {c.as_meta()['reason']}")
 

@@ -22,11 +22,13 @@ from pathlib import Path
 from chargetrace.traces.errors import ChargetraceError
 
 from .cache import is_done, kernel_key, locked, read_stamp, write_stamp
-from .kconfig import FRAGMENT_NAME, check_config, fragment_bytes
-from .packages import KernelSource
+from .kconfig import (
+    FRAGMENT_NAME, check_config, fragment_bytes, required_options, series_fragment_bytes, series_fragment_name,
+)
+from .packages import KernelSource, ensure_host_packages
 from .proc import run
 
-__all__ = ["KernelBuild", "build_kernel", "hmm_tests_dir", "kernel_dir"]
+__all__ = ["KernelBuild", "build_kernel", "hmm_tests_dir", "kernel_dir", "needs_libhugetlbfs", "series_kernel_key"]
 
 _OOT_MAKEFILE = "obj-m += test_hmm.o\n"
 
@@ -74,19 +76,48 @@ def hmm_tests_dir(tree: Path) -> Path:
     raise ChargetraceError(f"lab: no hmm-tests.c under {tree}/tools/testing/selftests/{{mm,vm}}")
 
 
+def _hugetlbfs_libs(tdir: Path, log: Path) -> list[str]:
+    """Link flags for an hmm-tests that still uses libhugetlbfs (5.10 and older: the dependency went with
+    30fb9454ab23 "selftests/vm: hmm-tests: remove the libhugetlbfs dependency", 5.11), found in the source.
+
+    The archive is linked in (``-l:libhugetlbfs.a``), so the guest's root filesystem, and its cache key,
+    need no libhugetlbfs; the host gets ``libhugetlbfs-dev`` only when a tree needs it.
+    """
+    if not needs_libhugetlbfs(tdir):
+        return []
+    ensure_host_packages(["libhugetlbfs-dev"], log=log)
+    return ["-l:libhugetlbfs.a"]
+
+
+def needs_libhugetlbfs(tdir: Path) -> bool:
+    """Whether the hmm-tests.c in ``tdir`` includes ``<hugetlbfs.h>``."""
+    return "<hugetlbfs.h>" in (tdir / "hmm-tests.c").read_text(errors="replace")
+
+
+def series_kernel_key(source_version: str, series: str) -> str:
+    """The cache key of ``series``' lab kernel: the common fragment, and the series' own fragment where
+    it has one (merged last). Only such a series has it in its key, so the keys (and cached builds) of
+    the series without one stay what they were."""
+    fragment = fragment_bytes()
+    extra = series_fragment_bytes(series)
+    return kernel_key(source_version, fragment if extra is None else fragment + b"\n" + extra)
+
+
 def build_kernel(source: KernelSource, cache_dir: Path, *, jobs: int, log: Path) -> KernelBuild:
     """Build (or reuse) the lab kernel for ``source``; raises ChargetraceError on failure."""
     fragment = fragment_bytes()
-    key = kernel_key(source.version, fragment)
+    extra = series_fragment_bytes(source.series)
+    key = series_kernel_key(source.version, source.series)
     d = kernel_dir(cache_dir, source, key)
     with locked(d):
         if is_done(d):
             stamp = read_stamp(d)
             return KernelBuild(d, source, key, stamp["release"], cached=True)
-        return _build(d, source, key, fragment, jobs=jobs, log=log)
+        return _build(d, source, key, fragment, extra, jobs=jobs, log=log)
 
 
-def _build(d: Path, source: KernelSource, key: str, fragment: bytes, *, jobs: int, log: Path) -> KernelBuild:
+def _build(d: Path, source: KernelSource, key: str, fragment: bytes, extra: bytes | None, *,
+           jobs: int, log: Path) -> KernelBuild:
     timings: dict[str, float] = {}
     tree = d / source.topdir
     kbuild = d / "kbuild"
@@ -99,14 +130,18 @@ def _build(d: Path, source: KernelSource, key: str, fragment: bytes, *, jobs: in
     if not configured.is_file() or configured.read_text().strip() != key:
         t0 = time.monotonic()
         frag.write_bytes(fragment)
+        frags = [frag]
+        if extra is not None:
+            frags.append(d / series_fragment_name(source.series))
+            frags[-1].write_bytes(extra)
         make = ["make", "-C", tree, f"O={kbuild}"]
         run([*make, "x86_64_defconfig"], log=log, what="make x86_64_defconfig")
         run([tree / "scripts" / "kconfig" / "merge_config.sh", "-m", "-O", kbuild, kbuild / ".config",
-             tree / "kernel" / "configs" / "kvm_guest.config", frag], log=log, cwd=tree, what="merge_config.sh")
+             tree / "kernel" / "configs" / "kvm_guest.config", *frags], log=log, cwd=tree, what="merge_config.sh")
         run([*make, "olddefconfig"], log=log, what="make olddefconfig")
         configured.write_text(key + "\n")
         timings["configure"] = time.monotonic() - t0
-    bad = check_config(kbuild / ".config")
+    bad = check_config(kbuild / ".config", required_options(tree))
     if bad:
         raise ChargetraceError(f"lab: kernel .config lacks lab options ({'; '.join(bad)}); see {frag}")
 
@@ -131,8 +166,8 @@ def _build(d: Path, source: KernelSource, key: str, fragment: bytes, *, jobs: in
 
     tdir = hmm_tests_dir(tree)
     # -I <tree root>: hmm-tests.c includes <lib/test_hmm_uapi.h> and <mm/gup_test.h>.
-    timings["hmm_tests"] = run(["gcc", "-Wall", "-I", "../../../..", "hmm-tests.c", "-lrt", "-lpthread",
-                                "-o", d / "hmm-tests"], log=log, cwd=tdir, what="hmm-tests build")
+    timings["hmm_tests"] = run(["gcc", "-Wall", "-I", "../../../..", "hmm-tests.c", *_hugetlbfs_libs(tdir, log),
+                                "-lrt", "-lpthread", "-o", d / "hmm-tests"], log=log, cwd=tdir, what="hmm-tests build")
 
     for artifact in (d / "kbuild" / "arch" / "x86" / "boot" / "bzImage", oot / "test_hmm.ko", d / "hmm-tests"):
         if not artifact.is_file():
