@@ -170,6 +170,18 @@ static __always_inline u64 ct_folio_memcg(const void *folio)
     bpf_probe_read_kernel(&md, sizeof(md), (const char *)folio + OFF_FOLIO_MEMCG_DATA);
     if (md & 3UL)
         return 0;
+#if defined(CT_PAGE_ERA) && defined(PG_kmemcg)
+    /* <= 5.10: a kernel page charged by __memcg_kmem_charge_page() holds the
+     * memcg itself in page->mem_cgroup, marked only by the PageKmemcg page
+     * type (18b2db3b0385 "mm: Convert page kmemcg type to a page memcg flag",
+     * 5.11, moved the mark into bit 1 above). Such a page freed by put_page()
+     * passes mem_cgroup_uncharge(), which uncharges it as kernel memory: it is
+     * no user charge, like a MEMCG_DATA_KMEM folio later. */
+    unsigned int ptype = 0;
+    bpf_probe_read_kernel(&ptype, sizeof(ptype), (const char *)folio + offsetof(struct page, page_type));
+    if ((ptype & (PAGE_TYPE_BASE | PG_kmemcg)) == PAGE_TYPE_BASE)
+        return 0;
+#endif
     return ct_memcg_id((const void *)(md & ~3UL));
 }
 
