@@ -41,6 +41,12 @@ if [ -n "$WORKLOAD" ]; then
     cd /lab/work
 fi
 export CMD MEMORY_MAX
+if [ "$MODE" = record ]; then
+    # Which probe observes each event on this kernel and why (it fills the recorder's trial cache,
+    # so the recording below compiles no trial of its own).
+    chargetrace probes > /lab/out/probes.txt 2>&1
+    stamp probes
+fi
 # The wrapper runs inside the recorded memcg: it sets that memcg's limit, then becomes the command.
 WRAP='if [ -n "$MEMORY_MAX" ]; then echo "$MEMORY_MAX" > "/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)/memory.max" || exit 125; fi; exec sh -c "$CMD"'
 if [ "$MODE" = record ] && [ -z "$WORKLOAD" ] && [ -z "$MEMORY_MAX" ]; then
