@@ -57,6 +57,18 @@ class KernelBuild:
         return self.directory / "hmm-tests"
 
     @property
+    def root_tag(self) -> str:
+        """The 9p mount tag this kernel mounts as root from ``root=root rootfstype=9p``, found in its
+        source: ``root`` where init/do_mounts.c has ``mount_nodev_root()`` (f9259be6a9e7 "init:
+        allow mounting arbitrary non-blockdevice filesystems as root", 5.15); before it every root
+        goes through ``mount_block_root("/dev/root", ...)``, so the tag must be ``/dev/root``."""
+        do_mounts = self.directory / self.source.topdir / "init" / "do_mounts.c"
+        try:
+            return "root" if "mount_nodev_root" in do_mounts.read_text(errors="replace") else "/dev/root"
+        except OSError:
+            return "root"  # a bug variant's directory holds no tree: its clean series is >= 6.1
+
+    @property
     def modroot(self) -> Path:
         """``INSTALL_MOD_PATH`` staging root: holds ``lib/modules/<release>``."""
         return self.directory / "modroot"

@@ -202,7 +202,7 @@ def run_lab(cfg: LabConfig) -> LabResult:
         (share / "host.log").open("a").write(f"\nkvm requested although: {kvm_usable()[1]}\n")
     disks = _scratch_disks(cfg)
     argv = qemu_argv(bzimage=kb.bzimage, rootfs=rootfs, share=share, init=GUEST_INIT, accel=accel,
-                     mem=cfg.mem, smp=cfg.smp, disks=disks)
+                     mem=cfg.mem, smp=cfg.smp, disks=disks, root_tag=kb.root_tag)
     (share / "qemu.cmd").write_text(" ".join(argv) + "\n")
     try:
         br = boot(argv, console=share / "console.log", timeout_s=cfg.timeout_s, accel=accel)

@@ -86,3 +86,24 @@ def test_510_hmm_tests_without_variants_are_all_device_private() -> None:
     # a 6.x name with a variant still counts only its device_private variant
     six = parse_hmm_tests("1..2\nok 1 hmm.hmm_device_private.migrate\nok 2 hmm.hmm_device_coherent.migrate\n")
     assert six.variants and six.device_private == {"pass": 1, "fail": 0, "skip": 0}
+
+
+def test_root_tag_follows_the_kernels_root_mounting(tmp_path: Path) -> None:
+    from chargetrace.lab.kernel import KernelBuild
+    from chargetrace.lab.packages import KernelSource
+    from chargetrace.lab.qemu import qemu_argv
+
+    def build(series: str, do_mounts: str | None) -> KernelBuild:
+        d = tmp_path / series
+        if do_mounts is not None:
+            (d / f"linux-source-{series}" / "init").mkdir(parents=True)
+            (d / f"linux-source-{series}" / "init" / "do_mounts.c").write_text(do_mounts)
+        return KernelBuild(d, KernelSource(series, f"linux-source-{series}", "1", Path("x")), "k", "r", True)
+
+    old = build("5.10", 'void __init mount_root(void)\n{ mount_block_root("/dev/root", root_mountflags); }\n')
+    new = build("6.1", "static int __init mount_nodev_root(void)\n{ return 0; }\n")
+    assert old.root_tag == "/dev/root" and new.root_tag == "root"
+    assert build("6.12", None).root_tag == "root"  # a bug variant's directory has no tree
+    argv = qemu_argv(bzimage=Path("b"), rootfs=Path("/r"), share=Path("/s"), init="/i", accel="tcg",
+                     root_tag=old.root_tag)
+    assert "local,path=/r,mount_tag=/dev/root,security_model=none,id=root" in argv
