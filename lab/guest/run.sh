@@ -14,6 +14,12 @@ uname -r > uname.txt
 cat /sys/kernel/mm/transparent_hugepage/enabled > thp.txt 2>&1
 insmod /lab/test_hmm.ko
 echo $? > insmod.rc
+# test_hmm registers a char device region "HMM_DMIRROR"; before it created its own device nodes
+# (5.10 and older), the kernel's test_hmm.sh made them with mknod from /proc/devices: do the same.
+if [ ! -e /dev/hmm_dmirror0 ]; then
+    major=$(awk '$2 == "HMM_DMIRROR" {print $1}' /proc/devices)
+    [ -n "$major" ] && mknod /dev/hmm_dmirror0 c "$major" 0 && mknod /dev/hmm_dmirror1 c "$major" 1
+fi
 ls -l /dev/hmm_dmirror* > devices.txt 2>&1
 stamp insmod
 cat /sys/fs/cgroup/cgroup.controllers > controllers.txt
