@@ -30,6 +30,8 @@ MONITOR=$!
 # hmm-tests creates O_TMPFILE files in /tmp (tmpfs); run it from there.
 cd /tmp
 export PYTHONUNBUFFERED=1
+# This run's chargetrace (lab/run.py _share_package) before the rootfs' shared install.
+[ -d /lab/py/chargetrace ] && export PYTHONPATH=/lab/py
 # BCC unpacks /sys/kernel/kheaders.tar.xz into a fresh temp dir for EVERY
 # compile (tens of seconds of xz under TCG); unpack it once and point BCC at it.
 if [ -e /sys/kernel/kheaders.tar.xz ]; then
