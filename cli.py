@@ -373,6 +373,8 @@ def probes() -> None:
     for c in choices:
         if c.variant is not None:
             click.echo(f"{c.event:<{width}}  {c.variant.probe}  [{c.variant.how}]")
+            if c.explanation():
+                click.echo(f"{'':<{width}}    why: {c.explanation()}")
         else:
             click.echo(f"{c.event:<{width}}  none: {c.as_meta()['reason']}")
 
@@ -384,7 +386,7 @@ def probes() -> None:
 # Parses arguments, calls chargetrace.lab, prints. No logic here.
 
 _KERNEL_OPT = click.option("--kernel", "kernel", default="6.1", show_default=True,
-                           help="Kernel series: Debian linux-source-<series> (6.1, 6.12).")
+                           help="Kernel series: Debian linux-source-<series> (5.10, 6.1, 6.12, 7.2).")
 _CACHE_OPT = click.option("--cache-dir", type=click.Path(), default=None,
                           help="Cache root (default /var/cache/chargetrace-lab or $CHARGETRACE_LAB_CACHE).")
 _BUG_OPT = click.option("--bug", default=None, metavar="NAME",

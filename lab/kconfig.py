@@ -14,8 +14,10 @@ from pathlib import Path
 
 from chargetrace.traces.errors import ChargetraceError
 
-__all__ = ["DEBUG_VM_FRAGMENT_NAME", "DEBUG_VM_REQUIRED", "FRAGMENT_NAME", "REQUIRED", "check_config",
-           "fragment_bytes", "parse_config"]
+__all__ = [
+    "DEBUG_VM_FRAGMENT_NAME", "DEBUG_VM_REQUIRED", "FRAGMENT_NAME", "REQUIRED", "check_config", "fragment_bytes",
+    "parse_config", "required_options", "series_fragment_bytes", "series_fragment_name",
+]
 
 FRAGMENT_NAME = "hmm-lab.config"
 #: The optional fragment of ``--debug-vm`` kernels, merged after :data:`FRAGMENT_NAME`.
@@ -47,6 +49,36 @@ _UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 def fragment_bytes(name: str = FRAGMENT_NAME) -> bytes:
     """A packaged config fragment (default ``lab/hmm-lab.config``)."""
     return resources.files("chargetrace.lab").joinpath(name).read_bytes()
+
+
+def series_fragment_name(series: str) -> str:
+    """File name of the per-series fragment merged after the common one, e.g. ``hmm-lab-5.10.config``."""
+    return f"hmm-lab-{series}.config"
+
+
+def series_fragment_bytes(series: str) -> bytes | None:
+    """The packaged per-series fragment of ``series``, or None if that series needs none.
+
+    Only a series that has one gets it in its cache key: the common fragment's bytes, and so the keys
+    of the series without one (6.1, 6.12), stay what they were.
+    """
+    res = resources.files("chargetrace.lab").joinpath(series_fragment_name(series))
+    return res.read_bytes() if res.is_file() else None
+
+
+def required_options(tree: Path) -> dict[str, str]:
+    """:data:`REQUIRED` as it applies to the kernel source ``tree``, found by looking at the tree.
+
+    ``CONFIG_GUP_TEST`` is needed only by an hmm-tests that runs ``hmm_gup_test`` (it opens
+    ``/sys/kernel/debug/gup_test``); older trees have neither the test nor the option (it was
+    ``CONFIG_GUP_BENCHMARK`` before 9c84f229268f "mm/gup_benchmark: rename to mm/gup_test", 5.11).
+    """
+    from .kernel import hmm_tests_dir  # kernel.py imports this module
+
+    want = dict(REQUIRED)
+    if "gup_test" not in (hmm_tests_dir(tree) / "hmm-tests.c").read_text(errors="replace"):
+        del want["CONFIG_GUP_TEST"]
+    return want
 
 
 def parse_config(text: str) -> dict[str, str]:

@@ -22,11 +22,16 @@ from pathlib import Path
 from chargetrace.traces.errors import ChargetraceError
 
 from .cache import is_done, kernel_key, locked, read_stamp, write_stamp
-from .kconfig import DEBUG_VM_FRAGMENT_NAME, DEBUG_VM_REQUIRED, FRAGMENT_NAME, REQUIRED, check_config, fragment_bytes
-from .packages import KernelSource
+from .kconfig import (
+    DEBUG_VM_FRAGMENT_NAME, DEBUG_VM_REQUIRED, FRAGMENT_NAME, check_config, fragment_bytes, required_options,
+    series_fragment_bytes, series_fragment_name,
+)
+from .packages import KernelSource, ensure_host_packages
 from .proc import run
 
-__all__ = ["KernelBuild", "build_kernel", "hmm_tests_dir", "kernel_dir"]
+__all__ = [
+    "KernelBuild", "build_kernel", "hmm_tests_dir", "kernel_dir", "lab_fragments", "needs_libhugetlbfs", "series_kernel_key",
+]
 
 _OOT_MAKEFILE = "obj-m += test_hmm.o\n"
 
@@ -55,6 +60,18 @@ class KernelBuild:
         return self.directory / "hmm-tests"
 
     @property
+    def root_tag(self) -> str:
+        """The 9p mount tag this kernel mounts as root from ``root=root rootfstype=9p``, found in its
+        source: ``root`` where init/do_mounts.c has ``mount_nodev_root()`` (f9259be6a9e7 "init:
+        allow mounting arbitrary non-blockdevice filesystems as root", 5.15); before it every root
+        goes through ``mount_block_root("/dev/root", ...)``, so the tag must be ``/dev/root``."""
+        do_mounts = self.directory / self.source.topdir / "init" / "do_mounts.c"
+        try:
+            return "root" if "mount_nodev_root" in do_mounts.read_text(errors="replace") else "/dev/root"
+        except OSError:
+            return "root"  # a bug variant's directory holds no tree: its clean series is >= 6.1
+
+    @property
     def modroot(self) -> Path:
         """``INSTALL_MOD_PATH`` staging root: holds ``lib/modules/<release>``."""
         return self.directory / "modroot"
@@ -74,18 +91,53 @@ def hmm_tests_dir(tree: Path) -> Path:
     raise ChargetraceError(f"lab: no hmm-tests.c under {tree}/tools/testing/selftests/{{mm,vm}}")
 
 
+def _hugetlbfs_libs(tdir: Path, log: Path) -> list[str]:
+    """Link flags for an hmm-tests that still uses libhugetlbfs (5.10 and older: the dependency went with
+    30fb9454ab23 "selftests/vm: hmm-tests: remove the libhugetlbfs dependency", 5.11), found in the source.
+
+    The archive is linked in (``-l:libhugetlbfs.a``), so the guest's root filesystem, and its cache key,
+    need no libhugetlbfs; the host gets ``libhugetlbfs-dev`` only when a tree needs it.
+    """
+    if not needs_libhugetlbfs(tdir):
+        return []
+    ensure_host_packages(["libhugetlbfs-dev"], log=log)
+    return ["-l:libhugetlbfs.a"]
+
+
+def needs_libhugetlbfs(tdir: Path) -> bool:
+    """Whether the hmm-tests.c in ``tdir`` includes ``<hugetlbfs.h>``."""
+    return "<hugetlbfs.h>" in (tdir / "hmm-tests.c").read_text(errors="replace")
+
+
+def lab_fragments(series: str, *, debug_vm: bool = False) -> list[tuple[str, bytes]]:
+    """The config fragments of ``series``' lab kernel, in merge order: the common one, the series' own
+    where it has one, ``debug-vm.config`` for ``--debug-vm``."""
+    fragments = [(FRAGMENT_NAME, fragment_bytes())]
+    extra = series_fragment_bytes(series)
+    if extra is not None:
+        fragments.append((series_fragment_name(series), extra))
+    if debug_vm:
+        fragments.append((DEBUG_VM_FRAGMENT_NAME, fragment_bytes(DEBUG_VM_FRAGMENT_NAME)))
+    return fragments
+
+
+def series_kernel_key(source_version: str, series: str, *, debug_vm: bool = False) -> str:
+    """The cache key of ``series``' lab kernel: a digest of its fragments. Only a series with a fragment
+    of its own (or a ``--debug-vm`` build) has it in its key, so the keys (and cached builds) of the
+    others stay what they were."""
+    return kernel_key(source_version, b"\n".join(data for _, data in lab_fragments(series, debug_vm=debug_vm)))
+
+
 def build_kernel(source: KernelSource, cache_dir: Path, *, jobs: int, log: Path,
                  debug_vm: bool = False) -> KernelBuild:
     """Build (or reuse) the lab kernel for ``source``; raises ChargetraceError on failure.
 
-    ``debug_vm``: also merge ``debug-vm.config`` (CONFIG_DEBUG_VM). Its key hashes both fragments
-    and its directory is ``<version>-debugvm-<key>``, so the clean kernels (keyed by
-    ``hmm-lab.config`` alone) keep their keys and cache entries.
+    ``debug_vm``: also merge ``debug-vm.config`` (CONFIG_DEBUG_VM). Its key hashes that fragment too
+    and its directory is ``<version>-debugvm-<key>``, so the clean kernels keep their keys and cache
+    entries.
     """
-    fragments = [(FRAGMENT_NAME, fragment_bytes())]
-    if debug_vm:
-        fragments.append((DEBUG_VM_FRAGMENT_NAME, fragment_bytes(DEBUG_VM_FRAGMENT_NAME)))
-    key = kernel_key(source.version, b"\n".join(f for _, f in fragments))
+    fragments = lab_fragments(source.series, debug_vm=debug_vm)
+    key = series_kernel_key(source.version, source.series, debug_vm=debug_vm)
     d = kernel_dir(cache_dir, source, key)
     if debug_vm:
         d = d.with_name(f"{source.version}-debugvm-{key}")
@@ -118,7 +170,7 @@ def _build(d: Path, source: KernelSource, key: str, fragments: list[tuple[str, b
         run([*make, "olddefconfig"], log=log, what="make olddefconfig")
         configured.write_text(key + "\n")
         timings["configure"] = time.monotonic() - t0
-    required = dict(REQUIRED)
+    required = required_options(tree)
     if any(name == DEBUG_VM_FRAGMENT_NAME for name, _ in fragments):
         required.update(DEBUG_VM_REQUIRED)
     bad = check_config(kbuild / ".config", required)
@@ -147,8 +199,8 @@ def _build(d: Path, source: KernelSource, key: str, fragments: list[tuple[str, b
 
     tdir = hmm_tests_dir(tree)
     # -I <tree root>: hmm-tests.c includes <lib/test_hmm_uapi.h> and <mm/gup_test.h>.
-    timings["hmm_tests"] = run(["gcc", "-Wall", "-I", "../../../..", "hmm-tests.c", "-lrt", "-lpthread",
-                                "-o", d / "hmm-tests"], log=log, cwd=tdir, what="hmm-tests build")
+    timings["hmm_tests"] = run(["gcc", "-Wall", "-I", "../../../..", "hmm-tests.c", *_hugetlbfs_libs(tdir, log),
+                                "-lrt", "-lpthread", "-o", d / "hmm-tests"], log=log, cwd=tdir, what="hmm-tests build")
 
     for artifact in (d / "kbuild" / "arch" / "x86" / "boot" / "bzImage", oot / "test_hmm.ko", d / "hmm-tests"):
         if not artifact.is_file():

@@ -63,9 +63,11 @@ def pick_accel(requested: str) -> str:
 
 
 def qemu_argv(*, bzimage: Path, rootfs: Path, share: Path, init: str, accel: str, mem: str = "4G",
-              smp: int = 2, extra_append: str = "", disks: tuple[Path, ...] = ()) -> list[str]:
+              smp: int = 2, extra_append: str = "", disks: tuple[Path, ...] = (),
+              root_tag: str = "root") -> list[str]:
     """The QEMU command line for one lab boot; ``disks`` are raw images the guest sees as
-    ``/dev/vda``, ``/dev/vdb``, ... (virtio-blk, in this order)."""
+    ``/dev/vda``, ``/dev/vdb``, ... (virtio-blk, in this order); ``root_tag``: the rootfs share's
+    9p tag, the one the kernel mounts as root (``KernelBuild.root_tag``)."""
     if accel == "kvm":
         accel_args = ["-accel", "kvm", "-cpu", "host"]
     else:
@@ -74,7 +76,7 @@ def qemu_argv(*, bzimage: Path, rootfs: Path, share: Path, init: str, accel: str
     return [
         "qemu-system-x86_64", *accel_args, "-m", mem, "-smp", str(smp),
         "-nographic", "-no-reboot", "-kernel", str(bzimage), "-append", append,
-        "-virtfs", f"local,path={rootfs},mount_tag=root,security_model=none,id=root",
+        "-virtfs", f"local,path={rootfs},mount_tag={root_tag},security_model=none,id=root",
         "-virtfs", f"local,path={share},mount_tag=lab,security_model=none,id=lab",
         "-nic", "none",
         # cache=unsafe: a scratch disk's contents do not outlive the run, so no host fsync is worth waiting for

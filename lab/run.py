@@ -151,6 +151,7 @@ def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
     shutil.copy2(kb.test_hmm_ko, share / "test_hmm.ko")
     shutil.copy2(kb.hmm_tests, share / "hmm-tests")
     (share / "run.sh").write_bytes(resources.files("chargetrace.lab").joinpath("guest/run.sh").read_bytes())
+    _share_package(share / "py")
     work = share / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -163,6 +164,31 @@ def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
         env += f"MEMORY_MAX={cfg.memory_max}\n"
     (share / "job.env").write_text(env)
     return share
+
+
+#: Subpackages of chargetrace the guest imports (pyproject.toml's package-dir, each a folder of its own).
+_SUBPACKAGES = ("traces", "replay", "tracer", "lab", "look", "convert")
+
+
+def _share_package(dest: Path) -> None:
+    """This checkout's chargetrace as a plain package tree in the run's share (``/lab/py``), which
+    run.sh puts first on the guest's PYTHONPATH. The rootfs' own install (refresh_rootfs) is shared by
+    every run on the host: a concurrent run of another checkout reinstalls its code there, and a guest
+    would record with that (seen: a 5.10 run recorded with a checkout lacking its probes)."""
+    import importlib
+
+    shutil.rmtree(dest, ignore_errors=True)
+    pkg = dest / "chargetrace"
+    pkg.mkdir(parents=True)
+    # Module files, not the package's own path: an editable install maps the package to the checkout root.
+    root = Path(importlib.import_module("chargetrace.cli").__file__ or "").parent
+    for name in ("__init__.py", "cli.py"):
+        if (root / name).is_file():
+            shutil.copy2(root / name, pkg / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for sub in _SUBPACKAGES:
+        src = Path(importlib.import_module(f"chargetrace.{sub}").__file__ or "").parent
+        shutil.copytree(src, pkg / sub, ignore=ignore)
 
 
 def _scratch_disks(cfg: LabConfig) -> tuple[Path, ...]:
@@ -218,7 +244,7 @@ def run_lab(cfg: LabConfig) -> LabResult:
         (share / "host.log").open("a").write(f"\nkvm requested although: {kvm_usable()[1]}\n")
     disks = _scratch_disks(cfg)
     argv = qemu_argv(bzimage=kb.bzimage, rootfs=rootfs, share=share, init=GUEST_INIT, accel=accel,
-                     mem=cfg.mem, smp=cfg.smp, disks=disks)
+                     mem=cfg.mem, smp=cfg.smp, disks=disks, root_tag=kb.root_tag)
     (share / "qemu.cmd").write_text(" ".join(argv) + "\n")
     try:
         br = boot(argv, console=share / "console.log", timeout_s=cfg.timeout_s, accel=accel)

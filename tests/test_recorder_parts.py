@@ -122,3 +122,17 @@ def test_record_rejects_unknown_events_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "unknown event bogus" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_v2_settle_uses_memory_high_where_memory_reclaim_is_absent(tmp_path: Path) -> None:
+    m = _memcg_dir(tmp_path, 2)
+    (m.path / "memory.current").write_text("8192\n")
+    (m.path / "memory.high").write_text("max\n")
+    # <= 5.18 (no memory.reclaim): memory.high = 0 reclaims in the write, then the limit goes back
+    res = m.settle()
+    assert (res.method, res.done) == ("high", True)
+    assert (m.path / "memory.high").read_text() == "max\n"
+    (m.path / "memory.reclaim").write_text("")
+    res = m.settle()
+    assert (res.method, res.done) == ("reclaim", True)
+    assert (m.path / "memory.reclaim").read_text() == "8192\n"

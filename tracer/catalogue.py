@@ -65,6 +65,9 @@ class Variant:
     pid: int = 0
     #: Reads kernel structs by offset (folio, memcg, task, ...).
     reads_structs: bool = False
+    #: Why this variant observes the event on the kernels that have it (era, argument, commit);
+    #: ``chargetrace probes`` prints it beside the choice.
+    note: str = ""
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -227,7 +230,11 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
     LogicalEvent("charge", "charge", (
         _fentry("__mem_cgroup_charge", "CT_FE_CHARGE", ret=True),
         _kprobe("__mem_cgroup_charge", "CT_KP_CHARGE", "ct_kp_charge", "ct_kret_charge"),  # 5.15+
-        _kprobe("mem_cgroup_charge", "CT_KP_CHARGE", "ct_kp_charge", "ct_kret_charge"),  # 5.8-5.14
+        _kprobe("mem_cgroup_charge", "CT_KP_CHARGE", "ct_kp_charge", "ct_kret_charge",  # 5.8-5.14
+                note="5.8-5.14: mem_cgroup_charge(struct page *, mm, gfp) is the global charge entry (3fea5a499d57 "
+                     "\"mm: memcontrol: convert page cache to a new mem_cgroup_charge() API\"); 1f4c6a1cf274 \"mm, "
+                     "memcg: inline mem_cgroup_{charge/uncharge} to improve disabled memcg config\" (5.15) made it "
+                     "an inline wrapper. The head page is read as the folio: nr = 1, or 1 << compound_order"),
     )),
     # Swap-in charges the swap-cache folio outside __mem_cgroup_charge.
     LogicalEvent("swapin_charge", "charge", (
@@ -243,15 +250,22 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
     LogicalEvent("uncharge", "uncharge", (
         _fentry("__mem_cgroup_uncharge", "CT_FE_UNCHARGE"),
         _kprobe("__mem_cgroup_uncharge", "CT_KP_UNCHARGE", "ct_kp_uncharge", None),  # 5.15+
-        _kprobe("mem_cgroup_uncharge", "CT_KP_UNCHARGE", "ct_kp_uncharge", None),  # <= 5.14
+        _kprobe("mem_cgroup_uncharge", "CT_KP_UNCHARGE", "ct_kp_uncharge", None,  # <= 5.14
+                note="<= 5.14: mem_cgroup_uncharge(struct page *) is global (inline wrapper from 1f4c6a1cf274, "
+                     "5.15); memcg read from the page at entry"),
     )),
     LogicalEvent("uncharge_batch", "uncharge", (
         _kprobe("__mem_cgroup_uncharge_folios", "CT_KP_UNCHARGE_FOLIOS", "ct_kp_uncharge_folios", None),  # 6.9+
         _kprobe("__mem_cgroup_uncharge_list", "CT_KP_UNCHARGE_LIST", "ct_kp_uncharge_list", None),  # 5.15-6.8
+        _kprobe("mem_cgroup_uncharge_list", "CT_KP_UNCHARGE_LIST", "ct_kp_uncharge_list", None,  # <= 5.14
+                note="<= 5.14: mem_cgroup_uncharge_list(struct list_head *) is global (release_pages() batches); "
+                     "one row per page chained through page->lru"),
     )),
     LogicalEvent("transfer", "transfer", (
         _fentry("mem_cgroup_migrate", "CT_FE_TRANSFER", ret=True),
-        _kprobe("mem_cgroup_migrate", "CT_KP_TRANSFER", "ct_kp_transfer", "ct_kret_transfer"),
+        _kprobe("mem_cgroup_migrate", "CT_KP_TRANSFER", "ct_kp_transfer", "ct_kret_transfer",
+                note="mem_cgroup_migrate(old, new): pages up to 5.15, folios from 5.16; force-charges new until "
+                     "85ce2c517ade \"memcontrol: only transfer the memcg data for migration\" (6.7)"),
     )),
     LogicalEvent("replace", "replace", (
         _kprobe("mem_cgroup_replace_folio", "CT_KP_REPLACE", "ct_kp_replace", "ct_kret_replace"),  # 6.7+
@@ -265,7 +279,11 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
         _fentry("free_zone_device_folio", "CT_FE_DEVICE_FREE"),
         _kprobe("free_zone_device_folio", "CT_KP_DEVICE_FREE", "ct_kp_device_free", None),  # 6.10+
         _kprobe("free_zone_device_page", "CT_KP_DEVICE_FREE", "ct_kp_device_free", None),  # 5.18-6.9
-        _kprobe("free_devmap_managed_page", "CT_KP_DEVICE_FREE", "ct_kp_device_free", None),  # <= 5.17
+        _kprobe("free_devmap_managed_page", "CT_KP_DEVICE_FREE", "ct_kp_device_free", None,  # <= 5.17
+                note="<= 5.17: put_devmap_managed_page() (mm/swap.c) drops a reference on every put and calls "
+                     "free_devmap_managed_page(page) (mm/memremap.c) only when the count reaches 1 (07d802699528 "
+                     "\"mm: devmap: refactor 1-based refcounting for ZONE_DEVICE pages\"); it uncharges and calls "
+                     "pgmap->ops->page_free(). So the free, not the put, is probed: value = refcount 1"),
     )),
     LogicalEvent("memcg_events", "memcg_stat", (
         _tp("memcg", "count_memcg_events", "CT_TP_MEMCG_EVENTS", item_enum=("vm_event_item",)),
@@ -326,6 +344,12 @@ class Choice:
         note = next((e.note for e in CATALOGUE if e.name == self.event and e.note), "")
         reason = "; ".join(self.reasons + ([f"note: {note}"] if note else []))
         return {"event": self.event, "kind": self.kind, "probe": None, "how": None, "reason": reason}
+
+    def explanation(self) -> str:
+        """Why the chosen variant: what ruled out the ones before it, and its own note ("" if none)."""
+        if self.variant is None:
+            return ""
+        return "; ".join([*self.reasons, *([self.variant.note] if self.variant.note else [])])
 
 
 def _enum_names(values: dict[str, int], strip_mr: bool) -> dict[int, str]:

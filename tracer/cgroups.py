@@ -139,15 +139,24 @@ class Memcg:
         free, or anon/shmem memory with no swap); the reclaim still ran, with
         lru_add_drain_all() on its last attempt (memory_reclaim(),
         mm/memcontrol.c). Both reclaim the whole subtree. What is left is for
-        the caller to sample (usage, memstat)."""
-        method = "force_empty" if self.version == 1 else "reclaim"
+        the caller to sample (usage, memstat).
+        v2 without memory.reclaim (before 94968384dde1 "memcg: introduce
+        per-memcg reclaim interface", 5.19; found by the file's absence):
+        memory.high = 0 drains the per-CPU charge stock and reclaims the
+        subtree in the write itself (memory_high_write(), mm/memcontrol.c),
+        never invoking the OOM killer as memory.max would; then "max" again."""
+        reclaim = self.version == 2 and (self.path / "memory.reclaim").exists()
+        method = "force_empty" if self.version == 1 else ("reclaim" if reclaim else "high")
         try:
             if self.version == 1:
                 (self.path / "memory.force_empty").write_text("0\n")
-            else:
+            elif reclaim:
                 usage = self.usage()
                 if usage:
                     (self.path / "memory.reclaim").write_text(f"{usage}\n")
+            else:
+                (self.path / "memory.high").write_text("0\n")
+                (self.path / "memory.high").write_text("max\n")
             return SettleResult(method, True)
         except OSError as exc:
             if self.version == 2 and exc.errno == errno.EAGAIN:

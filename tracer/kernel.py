@@ -60,11 +60,29 @@ def struct_offsets(btf: Btf) -> dict[str, int]:
             out[define] = btf.offsetof(struct_name, path)
         except BtfError:
             pass
+    try:
+        btf.struct_id("folio")
+        page_era = False
+    except BtfError:
+        page_era = True
+    if page_era:
+        # No struct folio (before 7b230db3b8d3 "mm: Introduce struct folio", 5.16): the memcg API
+        # takes the head struct page, whose word is page->memcg_data (87944e2992bd "mm: Introduce
+        # page memcg flags", 5.11) or page->mem_cgroup before. The order is the first tail page's
+        # compound_order, the byte struct folio's _folio_order overlays later.
+        for member in ("memcg_data", "mem_cgroup"):
+            if btf.has_member("page", member):
+                out["OFF_FOLIO_MEMCG_DATA"] = btf.offsetof("page", member)
+                break
+        if btf.has_member("page", "lru"):
+            out["OFF_FOLIO_LRU"] = btf.offsetof("page", "lru")
+        if btf.has_member("page", "compound_order"):
+            out["OFF_FOLIO_ORDER"] = btf.sizeof("page") + btf.offsetof("page", "compound_order")
     # Folio order byte: folio->_folio_order (<= 6.5) or the low byte of
     # folio->_flags_1 ("mm: reimplement folio_order() and folio_nr_pages()",
     # v6.6). Both sit in the second struct page of a large folio.
     for path in ("_folio_order", "_flags_1"):
-        if btf.has_member("folio", path):
+        if "OFF_FOLIO_ORDER" not in out and btf.has_member("folio", path):
             out["OFF_FOLIO_ORDER"] = btf.offsetof("folio", path)
             break
     # A ZONE_DEVICE page's pgmap: folio->pgmap in 7.x, page->pgmap before

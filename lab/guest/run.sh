@@ -14,6 +14,12 @@ uname -r > uname.txt
 cat /sys/kernel/mm/transparent_hugepage/enabled > thp.txt 2>&1
 insmod /lab/test_hmm.ko
 echo $? > insmod.rc
+# test_hmm registers a char device region "HMM_DMIRROR"; before it created its own device nodes
+# (5.10 and older), the kernel's test_hmm.sh made them with mknod from /proc/devices: do the same.
+if [ ! -e /dev/hmm_dmirror0 ]; then
+    major=$(awk '$2 == "HMM_DMIRROR" {print $1}' /proc/devices)
+    [ -n "$major" ] && mknod /dev/hmm_dmirror0 c "$major" 0 && mknod /dev/hmm_dmirror1 c "$major" 1
+fi
 ls -l /dev/hmm_dmirror* > devices.txt 2>&1
 stamp insmod
 cat /sys/fs/cgroup/cgroup.controllers > controllers.txt
@@ -24,6 +30,8 @@ MONITOR=$!
 # hmm-tests creates O_TMPFILE files in /tmp (tmpfs); run it from there.
 cd /tmp
 export PYTHONUNBUFFERED=1
+# This run's chargetrace (lab/run.py _share_package) before the rootfs' shared install.
+[ -d /lab/py/chargetrace ] && export PYTHONPATH=/lab/py
 # BCC unpacks /sys/kernel/kheaders.tar.xz into a fresh temp dir for EVERY
 # compile (tens of seconds of xz under TCG); unpack it once and point BCC at it.
 if [ -e /sys/kernel/kheaders.tar.xz ]; then
@@ -41,6 +49,12 @@ if [ -n "$WORKLOAD" ]; then
     cd /lab/work
 fi
 export CMD MEMORY_MAX
+if [ "$MODE" = record ]; then
+    # Which probe observes each event on this kernel and why (it fills the recorder's trial cache,
+    # so the recording below compiles no trial of its own).
+    chargetrace probes > /lab/out/probes.txt 2>&1
+    stamp probes
+fi
 # The wrapper runs inside the recorded memcg: it sets that memcg's limit, runs the command, and
 # when the command has ended copies the memcg's memory.events (OOM, max, high events) to
 # /lab/out/memory.events: the recorder removes the memcg after settling, so nobody else can. It

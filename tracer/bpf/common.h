@@ -33,8 +33,24 @@
 #include <linux/pagevec.h>
 #include <linux/memremap.h>
 #ifndef OFF_FOLIO_MEMCG_DATA
+/* Which struct holds the memcg word, found in the headers themselves (never by
+ * version number): folio_page() comes with struct folio (7b230db3b8d3 "mm:
+ * Introduce struct folio", 5.16); MEMCG_DATA_FLAGS_MASK with page->memcg_data
+ * (87944e2992bd "mm: Introduce page memcg flags", 5.11); before that the word
+ * is page->mem_cgroup. A folio is its head page, so on page-era kernels the
+ * "folio" the probes read is the struct page * the memcg API takes. */
+#if defined(folio_page)
 #define OFF_FOLIO_MEMCG_DATA offsetof(struct folio, memcg_data)
 #define OFF_FOLIO_LRU offsetof(struct folio, lru)
+#elif defined(MEMCG_DATA_FLAGS_MASK)
+#define CT_PAGE_ERA 1
+#define OFF_FOLIO_MEMCG_DATA offsetof(struct page, memcg_data)
+#define OFF_FOLIO_LRU offsetof(struct page, lru)
+#else
+#define CT_PAGE_ERA 1
+#define OFF_FOLIO_MEMCG_DATA offsetof(struct page, mem_cgroup)
+#define OFF_FOLIO_LRU offsetof(struct page, lru)
+#endif
 #define OFF_PAGE_REFCOUNT offsetof(struct page, _refcount)
 #define OFF_MEMCG_CSS offsetof(struct mem_cgroup, css)
 #define OFF_CSS_CGROUP offsetof(struct cgroup_subsys_state, cgroup)
@@ -56,9 +72,13 @@
 #define OFF_PAGE_PGMAP offsetof(struct page, lru)
 #define OFF_PGMAP_OPS offsetof(struct dev_pagemap, ops)
 #define OFF_VMF_PAGE offsetof(struct vm_fault, page)
-/* Folio order byte: folio->_folio_order until "mm: reimplement folio_order()
- * and folio_nr_pages()" (v6.6), then the low byte of folio->_flags_1. */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
+/* Folio order byte: the first tail page's compound_order before struct folio
+ * (read as page[1], the byte folio->_folio_order later overlays),
+ * folio->_folio_order until "mm: reimplement folio_order() and
+ * folio_nr_pages()" (v6.6), then the low byte of folio->_flags_1. */
+#if defined(CT_PAGE_ERA)
+#define OFF_FOLIO_ORDER (sizeof(struct page) + offsetof(struct page, compound_order))
+#elif LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
 #define OFF_FOLIO_ORDER offsetof(struct folio, _folio_order)
 #else
 #define OFF_FOLIO_ORDER offsetof(struct folio, _flags_1)
@@ -147,15 +167,30 @@ static __always_inline u64 ct_memcg_id(const void *memcg)
 
 /* memcg of a folio: memcg_data with the low two flag bits masked. With the
  * KMEM bit (1 << 1) set it points to an obj_cgroup, not a mem_cgroup: those
- * are kernel objects, not user folios, so report "not charged". */
+ * are kernel objects, not user folios, so report "not charged". Bit 0 marks a
+ * slab page's obj_cgroup vector (MEMCG_DATA_OBJCGS, later OBJEXTS; on 5.10
+ * page->obj_cgroups | 0x1 shares the word with page->mem_cgroup): not a memcg
+ * either, so it is "not charged" too rather than a pointer read as one. */
 static __always_inline u64 ct_folio_memcg(const void *folio)
 {
     unsigned long md = 0;
     if (!folio)
         return 0;
     bpf_probe_read_kernel(&md, sizeof(md), (const char *)folio + OFF_FOLIO_MEMCG_DATA);
-    if (md & 2UL)
+    if (md & 3UL)
         return 0;
+#if defined(CT_PAGE_ERA) && defined(PG_kmemcg)
+    /* <= 5.10: a kernel page charged by __memcg_kmem_charge_page() holds the
+     * memcg itself in page->mem_cgroup, marked only by the PageKmemcg page
+     * type (18b2db3b0385 "mm: Convert page kmemcg type to a page memcg flag",
+     * 5.11, moved the mark into bit 1 above). Such a page freed by put_page()
+     * passes mem_cgroup_uncharge(), which uncharges it as kernel memory: it is
+     * no user charge, like a MEMCG_DATA_KMEM folio later. */
+    unsigned int ptype = 0;
+    bpf_probe_read_kernel(&ptype, sizeof(ptype), (const char *)folio + offsetof(struct page, page_type));
+    if ((ptype & (PAGE_TYPE_BASE | PG_kmemcg)) == PAGE_TYPE_BASE)
+        return 0;
+#endif
     return ct_memcg_id((const void *)(md & ~3UL));
 }
 

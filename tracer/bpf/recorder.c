@@ -657,8 +657,9 @@ int ct_kp_uncharge(struct pt_regs *ctx)
 #endif
 
 #ifdef CT_KP_UNCHARGE_LIST
-/* __mem_cgroup_uncharge_list(struct list_head *page_list), 5.15-6.8: the
- * folios are chained through folio->lru. Bounded walk (the verifier needs a
+/* __mem_cgroup_uncharge_list(struct list_head *page_list), 5.15-6.8, and
+ * mem_cgroup_uncharge_list() before it (<= 5.14, pages): the folios (pages)
+ * are chained through folio->lru (page->lru). Bounded walk (the verifier needs a
  * bound; callers pass at most a pagevec/mmu_gather batch). */
 #define CT_UNCHARGE_LIST_MAX 512
 int ct_kp_uncharge_list(struct pt_regs *ctx)
