@@ -38,6 +38,7 @@ _OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("OFF_MVMA_CPAGES", "migrate_vma", "cpages"),
     ("OFF_VMF_ADDRESS", "vm_fault", "address"),
     ("OFF_TASK_PID", "task_struct", "pid"),
+    ("OFF_OBJCG_MEMCG", "obj_cgroup", "memcg"),
 )
 #: Offsets without which no folio-level probe can work.
 REQUIRED_FOLIO_OFFSETS = (
@@ -124,7 +125,25 @@ class KernelInfo:
         have_btf_offsets = all(k in self.offsets for k in REQUIRED_FOLIO_OFFSETS)
         if folio_reads and not have_btf_offsets and self.headers.real:
             flags.append("-DCT_REAL_HEADERS=1")
+        if self.memcg_data_objcg and ("OFF_OBJCG_MEMCG" in self.offsets or not have_btf_offsets):
+            flags.append("-DCT_MEMCG_DATA_OBJCG=1")
         return flags
+
+    @property
+    def memcg_data_objcg(self) -> bool:
+        """``folio->memcg_data`` of a charged folio points to an ``obj_cgroup`` (its ``->memcg`` is
+        the memcg), not to the memcg itself: "mm: memcontrol: eliminate the problem of dying memory
+        cgroup for LRU folios" (Muchun Song, Qi Zheng; in Debian's 7.2), whose series added
+        ``lru_reparent_memcg()`` (mm/swap.c) to move LRU folios to the parent at memcg death. The
+        layout of ``obj_cgroup`` is the same before and after, so the symbol decides."""
+        return self.has_symbol("lru_reparent_memcg")
+
+    @property
+    def device_thp(self) -> bool:
+        """Device-private folios can be PMD-sized THPs: d245f9b4ab80 "mm/zone_device: support large
+        zone device private folios" (6.19) and its series, which added ``do_huge_pmd_device_private()``
+        (mm/huge_memory.c) for a CPU fault on a device-private PMD."""
+        return self.has_symbol("do_huge_pmd_device_private")
 
     def tracepoint_exists(self, category: str, event: str) -> bool:
         return (self.tracefs / "events" / category / event / "id").exists()

@@ -6,6 +6,7 @@
  *   CT_SCOPE_ALL     no scope filter (system-wide recording)
  *   OFF_*            byte offsets of kernel struct members (from BTF, or
  *                    offsetof() below when real kernel headers are used)
+ *   CT_MEMCG_DATA_OBJCG  folio->memcg_data points to an obj_cgroup (7.2)
  * Each probe variant is enabled by a define whose value is its probe id
  * (the row's `probe` string is looked up in Python from that id).
  *
@@ -48,6 +49,7 @@
 #define OFF_VMF_ADDRESS offsetof(struct vm_fault, address)
 #define OFF_PAGE_FLAGS offsetof(struct page, flags)
 #define CT_PG_HEAD PG_head
+#define OFF_OBJCG_MEMCG offsetof(struct obj_cgroup, memcg)
 /* Folio order byte: folio->_folio_order until "mm: reimplement folio_order()
  * and folio_nr_pages()" (v6.6), then the low byte of folio->_flags_1. */
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
@@ -147,7 +149,19 @@ static __always_inline u64 ct_folio_memcg(const void *folio)
     bpf_probe_read_kernel(&md, sizeof(md), (const char *)folio + OFF_FOLIO_MEMCG_DATA);
     if (md & 2UL)
         return 0;
+#ifdef CT_MEMCG_DATA_OBJCG
+    /* "mm: memcontrol: eliminate the problem of dying memory cgroup for LRU
+     * folios" (Muchun Song, Qi Zheng; in Debian's 7.2): memcg_data of every
+     * charged folio points to an obj_cgroup, whose ->memcg is the memcg (the
+     * parent's once the memcg died: reparenting swaps objcg->memcg). */
+    const void *memcg = NULL;
+    if (!md)
+        return 0;
+    bpf_probe_read_kernel(&memcg, sizeof(memcg), (const char *)(md & ~3UL) + OFF_OBJCG_MEMCG);
+    return ct_memcg_id(memcg);
+#else
     return ct_memcg_id((const void *)(md & ~3UL));
+#endif
 }
 
 /* Pages in a folio: 1, or 1 << order for a large folio (PG_head set). The
