@@ -7,6 +7,7 @@ decision names the kernel commit that changed the behaviour.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class KernelInfo:
     headers: HeaderSource
     tracefs: Path = TRACEFS
     kallsyms_path: Path = Path("/proc/kallsyms")
+    proc_config: Path = Path("/proc/config.gz")
 
     @cached_property
     def symbols(self) -> set[str]:
@@ -127,7 +129,29 @@ class KernelInfo:
             flags.append("-DCT_REAL_HEADERS=1")
         if self.memcg_data_objcg and ("OFF_OBJCG_MEMCG" in self.offsets or not have_btf_offsets):
             flags.append("-DCT_MEMCG_DATA_OBJCG=1")
+        if self.headers.real and self.ms_extensions:
+            flags.append("-fms-extensions")
         return flags
+
+    @cached_property
+    def ms_extensions(self) -> bool:
+        """The kernel is built as C with Microsoft's anonymous-struct extension, and its headers
+        use it (anonymous tagged struct members, e.g. struct filename in linux/fs.h): clang must
+        be told so, or the headers do not compile. Read from the kernel's own config,
+        ``CONFIG_CC_MS_EXTENSIONS`` (init/Kconfig; "-fms-extensions" or, for a newer clang,
+        "-fms-anonymous-structs"; set in Debian's 7.2): the header tree's autoconf.h, else
+        /proc/config.gz (CONFIG_IKCONFIG_PROC). BCC's clang gets ``-fms-extensions`` either way."""
+        if self.headers.path is not None:
+            try:
+                text = (self.headers.path / "include" / "generated" / "autoconf.h").read_text(errors="replace")
+                return "#define CONFIG_CC_MS_EXTENSIONS " in text
+            except OSError:
+                pass
+        try:
+            with gzip.open(self.proc_config, "rt", errors="replace") as fh:
+                return any(line.startswith("CONFIG_CC_MS_EXTENSIONS=") for line in fh)
+        except OSError:
+            return False
 
     @property
     def memcg_data_objcg(self) -> bool:

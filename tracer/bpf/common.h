@@ -31,7 +31,12 @@
 #include <linux/cgroup-defs.h>
 #include <linux/kernfs.h>
 #include <linux/migrate.h>
+/* struct folio_batch: linux/pagevec.h, renamed linux/folio_batch.h in Debian's 7.2. */
+#if __has_include(<linux/folio_batch.h>)
+#include <linux/folio_batch.h>
+#else
 #include <linux/pagevec.h>
+#endif
 #ifndef OFF_FOLIO_MEMCG_DATA
 #define OFF_FOLIO_MEMCG_DATA offsetof(struct folio, memcg_data)
 #define OFF_FOLIO_LRU offsetof(struct folio, lru)
