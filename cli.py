@@ -369,6 +369,8 @@ def probes() -> None:
     era = detect_era(kernel)
     click.echo(f"kernel {kernel.release}  headers: {kernel.headers.kind}  BTF: {'yes' if kernel.btf else 'no'}")
     click.echo(f"era: migrate={era.migrate} device_free_refcount={era.device_free_refcount} ({era.detected_by})")
+    click.echo(f"folio memcg: memcg_data -> {'obj_cgroup -> memcg (lru_reparent_memcg)' if kernel.memcg_data_objcg else 'memcg'}"
+               f"; device-private THP: {'yes (do_huge_pmd_device_private)' if kernel.device_thp else 'no'}")
     width = max(len(c.event) for c in choices)
     for c in choices:
         if c.variant is not None:

@@ -109,6 +109,33 @@ def needs_libhugetlbfs(tdir: Path) -> bool:
     return "<hugetlbfs.h>" in (tdir / "hmm-tests.c").read_text(errors="replace")
 
 
+#: How hmm-tests.c is compiled, tried in order (by trial: the first that compiles wins). Paths are
+#: relative to its directory. -I <tree root>: it includes <lib/test_hmm_uapi.h> and <mm/gup_test.h>.
+#: The second recipe is the selftests layout of 6.19/7.x: "kselftest_harness.h" one level up,
+#: <mm/vm_util.h> and "hugepage_settings.h" with their .c files linked in (selftests/mm/Makefile
+#: links vm_util.c and hugepage_settings.c into every test), tools' uapi copies for new flags.
+_HMM_TESTS_RECIPES: tuple[tuple[str, ...], ...] = (
+    ("-Wall", "-I", "../../../..", "hmm-tests.c", "-lrt", "-lpthread"),
+    ("-Wall", "-O2", "-I", "../../../..", "-I", "..", "-isystem", "../../../../tools/include/uapi",
+     "hmm-tests.c", "vm_util.c", "hugepage_settings.c", "-lrt", "-lpthread", "-lm"),
+)
+
+
+def _build_hmm_tests(tdir: Path, out: Path, log: Path) -> float:
+    """Compile hmm-tests with the first recipe whose files exist and that compiles (libhugetlbfs
+    linked in where that tree's hmm-tests still uses it)."""
+    libs = _hugetlbfs_libs(tdir, log)
+    failures = []
+    for recipe in _HMM_TESTS_RECIPES:
+        if not all((tdir / a).is_file() for a in recipe if a.endswith(".c")):
+            continue
+        try:
+            return run(["gcc", *recipe, *libs, "-o", out], log=log, cwd=tdir, what="hmm-tests build")
+        except ChargetraceError as exc:
+            failures.append(str(exc))
+    raise ChargetraceError(f"lab: hmm-tests did not compile with any recipe ({'; '.join(failures)})")
+
+
 def lab_fragments(series: str, *, debug_vm: bool = False) -> list[tuple[str, bytes]]:
     """The config fragments of ``series``' lab kernel, in merge order: the common one, the series' own
     where it has one, ``debug-vm.config`` for ``--debug-vm``."""
@@ -197,10 +224,7 @@ def _build(d: Path, source: KernelSource, key: str, fragments: list[tuple[str, b
     (oot / "Makefile").write_text(_OOT_MAKEFILE)
     timings["test_hmm"] = run(["make", "-C", kbuild, f"M={oot}", "modules"], log=log, what="test_hmm.ko build")
 
-    tdir = hmm_tests_dir(tree)
-    # -I <tree root>: hmm-tests.c includes <lib/test_hmm_uapi.h> and <mm/gup_test.h>.
-    timings["hmm_tests"] = run(["gcc", "-Wall", "-I", "../../../..", "hmm-tests.c", *_hugetlbfs_libs(tdir, log),
-                                "-lrt", "-lpthread", "-o", d / "hmm-tests"], log=log, cwd=tdir, what="hmm-tests build")
+    timings["hmm_tests"] = _build_hmm_tests(hmm_tests_dir(tree), d / "hmm-tests", log)
 
     for artifact in (d / "kbuild" / "arch" / "x86" / "boot" / "bzImage", oot / "test_hmm.ko", d / "hmm-tests"):
         if not artifact.is_file():

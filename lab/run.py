@@ -22,7 +22,7 @@ from typing import Any
 from chargetrace.traces.errors import ChargetraceError
 
 from .bugs import build_variant, variant
-from .config import LabConfig
+from .config import HMM_TESTS_LEFT_OUT, LabConfig
 from .hmmtests import HmmTestsResult, parse_hmm_tests
 from .kernel import KernelBuild, build_kernel
 from .packages import HOST_PACKAGES, ensure_host_packages, kernel_source
@@ -162,6 +162,8 @@ def _prepare_share(cfg: LabConfig, kb: KernelBuild) -> Path:
         env += f"WORKLOAD={shlex.quote(cfg.workload)}\n"
     if cfg.memory_max is not None:
         env += f"MEMORY_MAX={cfg.memory_max}\n"
+    if HMM_TESTS_LEFT_OUT.get(cfg.kernel):
+        env += "HMM_TESTS_ARGS=" + shlex.quote(" ".join(f"-T {t}" for t in HMM_TESTS_LEFT_OUT[cfg.kernel])) + "\n"
     (share / "job.env").write_text(env)
     return share
 
@@ -329,7 +331,7 @@ def _check_trace(cfg: LabConfig, res: LabResult) -> None:
         "config_sha256": res.config_sha256,
         "lab_kernel_key": res.kernel_key,
         "command": f"chargetrace record -o /lab/out/{cfg.trace_name} --ringbuf-mb {cfg.ringbuf_mb} -- "
-                   + (cfg.workload or "hmm-tests"),
+                   + (cfg.workload or " ".join(["hmm-tests", *(f"-T {t}" for t in HMM_TESTS_LEFT_OUT.get(cfg.kernel, ()))])),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **({"workload": {"command": cfg.workload, "rc": res.workload_rc, "output": res.workload_output}}
            if cfg.workload else

@@ -23,9 +23,10 @@ EXERCISED = ("R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R10", 
 #: Golden coverage: the rules that must have checked something of substance in each shipped trace.
 _DEVICE = {"R1", "R3", "R3.usage", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11"}
 GOLDEN_SUBSTANCE = {
-    "hmm-tests-6.1.parquet": _DEVICE,
+    # hmm-tests' anon_write_huge charges and frees a 512-page anon THP (R15) on every era
+    "hmm-tests-6.1.parquet": _DEVICE | {"R15"},
     # re-recorded with the pagemap:mm_lru_insertion probe: R12 checked on a clean transfer-era kernel
-    "hmm-tests-6.12.parquet": _DEVICE | {"R12"},
+    "hmm-tests-6.12.parquet": _DEVICE | {"R12", "R15"},
     "synthetic-hmm-lifecycle-5.18-6.6.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
     "synthetic-hmm-lifecycle-6.7.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
     # 6.18, cgroup v1, memcg tracepoints only (no kprobes under lockdown)

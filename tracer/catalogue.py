@@ -271,8 +271,13 @@ CATALOGUE: tuple[LogicalEvent, ...] = (
         _kprobe("mem_cgroup_replace_folio", "CT_KP_REPLACE", "ct_kp_replace", "ct_kret_replace"),  # 6.7+
     ), note="only >= 6.7"),
     # A large-folio split copies memcg_data to the new folios without a charge
-    # event (split_page_memcg(), mm/memcontrol.c): the model needs to know.
+    # event: the model needs to know. Folios: folio_split_memcg_refs() from
+    # "mm: separate folio_split_memcg_refs() from split_page_memcg()" (v6.15),
+    # which also sees device-private THP splits (6.19+); before it,
+    # split_page_memcg() (mm/memcontrol.c), which from then on is called only
+    # for kernel pages (split_page(), mm/page_alloc.c) and must not be used.
     LogicalEvent("split", "split", (
+        _kprobe("folio_split_memcg_refs", "CT_KP_SPLIT_REFS", "ct_kp_split_refs", None),
         _kprobe("split_page_memcg", "CT_KP_SPLIT", "ct_kp_split", None, cflags=_split_flags),
     )),
     LogicalEvent("device_free", "device_free", (

@@ -7,6 +7,7 @@ decision names the kernel commit that changed the behaviour.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ _OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("OFF_VMF_PAGE", "vm_fault", "page"),
     ("OFF_PGMAP_OPS", "dev_pagemap", "ops"),
     ("OFF_TASK_PID", "task_struct", "pid"),
+    ("OFF_OBJCG_MEMCG", "obj_cgroup", "memcg"),
 )
 #: Offsets without which no folio-level probe can work.
 REQUIRED_FOLIO_OFFSETS = (
@@ -107,6 +109,7 @@ class KernelInfo:
     headers: HeaderSource
     tracefs: Path = TRACEFS
     kallsyms_path: Path = Path("/proc/kallsyms")
+    proc_config: Path = Path("/proc/config.gz")
 
     @cached_property
     def symbols(self) -> set[str]:
@@ -150,7 +153,47 @@ class KernelInfo:
         have_btf_offsets = all(k in self.offsets for k in REQUIRED_FOLIO_OFFSETS)
         if folio_reads and not have_btf_offsets and self.headers.real:
             flags.append("-DCT_REAL_HEADERS=1")
+        if self.memcg_data_objcg and ("OFF_OBJCG_MEMCG" in self.offsets or not have_btf_offsets):
+            flags.append("-DCT_MEMCG_DATA_OBJCG=1")
+        if self.headers.real and self.ms_extensions:
+            flags.append("-fms-extensions")
         return flags
+
+    @cached_property
+    def ms_extensions(self) -> bool:
+        """The kernel is built as C with Microsoft's anonymous-struct extension, and its headers
+        use it (anonymous tagged struct members, e.g. struct filename in linux/fs.h): clang must
+        be told so, or the headers do not compile. Read from the kernel's own config,
+        ``CONFIG_CC_MS_EXTENSIONS`` (init/Kconfig; "-fms-extensions" or, for a newer clang,
+        "-fms-anonymous-structs"; set in Debian's 7.2): the header tree's autoconf.h, else
+        /proc/config.gz (CONFIG_IKCONFIG_PROC). BCC's clang gets ``-fms-extensions`` either way."""
+        if self.headers.path is not None:
+            try:
+                text = (self.headers.path / "include" / "generated" / "autoconf.h").read_text(errors="replace")
+                return "#define CONFIG_CC_MS_EXTENSIONS " in text
+            except OSError:
+                pass
+        try:
+            with gzip.open(self.proc_config, "rt", errors="replace") as fh:
+                return any(line.startswith("CONFIG_CC_MS_EXTENSIONS=") for line in fh)
+        except OSError:
+            return False
+
+    @property
+    def memcg_data_objcg(self) -> bool:
+        """``folio->memcg_data`` of a charged folio points to an ``obj_cgroup`` (its ``->memcg`` is
+        the memcg), not to the memcg itself: "mm: memcontrol: eliminate the problem of dying memory
+        cgroup for LRU folios" (Muchun Song, Qi Zheng; in Debian's 7.2), whose series added
+        ``lru_reparent_memcg()`` (mm/swap.c) to move LRU folios to the parent at memcg death. The
+        layout of ``obj_cgroup`` is the same before and after, so the symbol decides."""
+        return self.has_symbol("lru_reparent_memcg")
+
+    @property
+    def device_thp(self) -> bool:
+        """Device-private folios can be PMD-sized THPs: d245f9b4ab80 "mm/zone_device: support large
+        zone device private folios" (6.19) and its series, which added ``do_huge_pmd_device_private()``
+        (mm/huge_memory.c) for a CPU fault on a device-private PMD."""
+        return self.has_symbol("do_huge_pmd_device_private")
 
     def tracepoint_exists(self, category: str, event: str) -> bool:
         return (self.tracefs / "events" / category / event / "id").exists()

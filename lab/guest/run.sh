@@ -2,7 +2,7 @@
 # chargetrace lab: the guest job (copied into the share as /lab/run.sh).
 # /lab/job.env sets MODE (plain|record), TRACE (file name), RINGBUF_MB, and optionally WORKLOAD
 # (a shell command run in /lab/work instead of hmm-tests) and MEMORY_MAX (bytes, written to the
-# command's own memcg before it starts).
+# command's own memcg before it starts), HMM_TESTS_ARGS (harness options, e.g. -T to leave a test out).
 # Every result is a file in /lab/out; the host parses them after power-off.
 set -u
 . /lab/job.env
@@ -42,7 +42,8 @@ stamp kheaders
 WORKLOAD=${WORKLOAD:-}
 MEMORY_MAX=${MEMORY_MAX:-}
 NAME=hmm-tests
-CMD=/lab/hmm-tests
+HMM_TESTS_ARGS=${HMM_TESTS_ARGS:-}
+CMD="/lab/hmm-tests $HMM_TESTS_ARGS"
 if [ -n "$WORKLOAD" ]; then
     NAME=workload
     CMD=$WORKLOAD
@@ -70,7 +71,8 @@ while read -r line; do echo "$line"; done < "$cg/memory.events" > /lab/out/memor
 exit $rc'
 if [ "$MODE" = record ] && [ -z "$WORKLOAD" ] && [ -z "$MEMORY_MAX" ]; then
     # Plain hmm-tests: the recorded command is hmm-tests itself (no wrapper shell in the scope).
-    chargetrace record -o "/lab/out/$TRACE" --ringbuf-mb "$RINGBUF_MB" -- /lab/hmm-tests \
+    # shellcheck disable=SC2086 # HMM_TESTS_ARGS is a list of options
+    chargetrace record -o "/lab/out/$TRACE" --ringbuf-mb "$RINGBUF_MB" -- /lab/hmm-tests $HMM_TESTS_ARGS \
         > "/lab/out/$NAME.log" 2> /lab/out/record.err
     echo $? > "/lab/out/$NAME.rc"
 elif [ "$MODE" = record ]; then

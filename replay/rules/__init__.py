@@ -14,6 +14,7 @@ from .device import (
 )
 from .fault import MigrateBackNeverFails
 from .hierarchy import HierarchyCovered
+from .largefolio import LargeFolios
 from .leaks import ReleasedAtExit
 from .ledger import LedgerAgreement
 from .lru import NoLruForUnchargedOrDevice
@@ -38,6 +39,7 @@ ALL_RULES = (
     NoLruForUnchargedOrDevice,
     AnonMappedNetsZero,
     HierarchyCovered,
+    LargeFolios,
     LedgerAgreement,
 )
 

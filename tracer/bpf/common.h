@@ -6,6 +6,7 @@
  *   CT_SCOPE_ALL     no scope filter (system-wide recording)
  *   OFF_*            byte offsets of kernel struct members (from BTF, or
  *                    offsetof() below when real kernel headers are used)
+ *   CT_MEMCG_DATA_OBJCG  folio->memcg_data points to an obj_cgroup (7.2)
  * Each probe variant is enabled by a define whose value is its probe id
  * (the row's `probe` string is looked up in Python from that id).
  *
@@ -30,7 +31,12 @@
 #include <linux/cgroup-defs.h>
 #include <linux/kernfs.h>
 #include <linux/migrate.h>
+/* struct folio_batch: linux/pagevec.h, renamed linux/folio_batch.h in Debian's 7.2. */
+#if __has_include(<linux/folio_batch.h>)
+#include <linux/folio_batch.h>
+#else
 #include <linux/pagevec.h>
+#endif
 #include <linux/memremap.h>
 #ifndef OFF_FOLIO_MEMCG_DATA
 /* Which struct holds the memcg word, found in the headers themselves (never by
@@ -72,6 +78,7 @@
 #define OFF_PAGE_PGMAP offsetof(struct page, lru)
 #define OFF_PGMAP_OPS offsetof(struct dev_pagemap, ops)
 #define OFF_VMF_PAGE offsetof(struct vm_fault, page)
+#define OFF_OBJCG_MEMCG offsetof(struct obj_cgroup, memcg)
 /* Folio order byte: the first tail page's compound_order before struct folio
  * (read as page[1], the byte folio->_folio_order later overlays),
  * folio->_folio_order until "mm: reimplement folio_order() and
@@ -191,7 +198,19 @@ static __always_inline u64 ct_folio_memcg(const void *folio)
     if ((ptype & (PAGE_TYPE_BASE | PG_kmemcg)) == PAGE_TYPE_BASE)
         return 0;
 #endif
+#ifdef CT_MEMCG_DATA_OBJCG
+    /* "mm: memcontrol: eliminate the problem of dying memory cgroup for LRU
+     * folios" (Muchun Song, Qi Zheng; in Debian's 7.2): memcg_data of every
+     * charged folio points to an obj_cgroup, whose ->memcg is the memcg (the
+     * parent's once the memcg died: reparenting swaps objcg->memcg). */
+    const void *memcg = NULL;
+    if (!md)
+        return 0;
+    bpf_probe_read_kernel(&memcg, sizeof(memcg), (const char *)(md & ~3UL) + OFF_OBJCG_MEMCG);
+    return ct_memcg_id(memcg);
+#else
     return ct_memcg_id((const void *)(md & ~3UL));
+#endif
 }
 
 /* Pages in a folio: 1, or 1 << order for a large folio (PG_head set). The

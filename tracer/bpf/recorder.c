@@ -794,6 +794,32 @@ int ct_kp_split(struct pt_regs *ctx)
 }
 #endif
 
+#ifdef CT_KP_SPLIT_REFS
+/* folio_split_memcg_refs(folio, old_order, new_order): "mm: separate
+ * folio_split_memcg_refs() from split_page_memcg()" (Matthew Wilcox, v6.15).
+ * __split_unmapped_folio() (mm/huge_memory.c) calls it once per split step,
+ * before the pieces exist, for every folio split: anon THP, page cache, and
+ * device-private THP (d245f9b4ab80, 6.19; the driver's ->folio_split then
+ * follows per piece). memcg_data is copied to the pieces without a charge. A
+ * non-uniform split calls it again for the piece holding split_at. */
+int ct_kp_split_refs(struct pt_regs *ctx)
+{
+    CT_GATE();
+    const void *folio = (const void *)PT_REGS_PARM1(ctx);
+    u64 memcg = ct_folio_memcg(folio);
+    if (!ct_memcg_ok(memcg))
+        return 0;
+    struct ct_event e = {};
+    ct_fill(&e, CT_KIND_split, CT_KP_SPLIT_REFS);
+    e.folio = (u64)folio;
+    e.nr_pages = 1U << (PT_REGS_PARM2(ctx) & 31);
+    e.memcg = memcg;
+    e.value = 1L << (PT_REGS_PARM3(ctx) & 31);
+    CT_EMIT(ctx, &e);
+    return 0;
+}
+#endif
+
 /* ---- device_free --------------------------------------------------------- */
 #ifdef CT_KP_DEVICE_FREE
 /* free_zone_device_folio(folio) 6.10+, free_zone_device_page(page) 5.18-6.9,
