@@ -27,6 +27,8 @@ GOLDEN_SUBSTANCE = {
     "hmm-tests-6.1.parquet": _DEVICE | {"R15"},
     # re-recorded with the pagemap:mm_lru_insertion probe: R12 checked on a clean transfer-era kernel
     "hmm-tests-6.12.parquet": _DEVICE | {"R12", "R15"},
+    # 5.10 lab: the <= 5.17 era (refcount-1 frees, R7), and LRU insertions probed (R12)
+    "hmm-tests-5.10.parquet": _DEVICE | {"R12"},
     "synthetic-hmm-lifecycle-5.18-6.6.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
     "synthetic-hmm-lifecycle-6.7.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
     # 6.18, cgroup v1, memcg tracepoints only (no kprobes under lockdown)
