@@ -28,7 +28,9 @@ GOLDEN_SUBSTANCE = {
     # re-recorded with the pagemap:mm_lru_insertion probe: R12 checked on a clean transfer-era kernel
     "hmm-tests-6.12.parquet": _DEVICE | {"R12", "R15"},
     # 5.10 lab: the <= 5.17 era (refcount-1 frees, R7), and LRU insertions probed (R12)
-    "hmm-tests-5.10.parquet": _DEVICE | {"R12"},
+    "hmm-tests-5.10.parquet": _DEVICE | {"R12", "R15"},
+    # 7.2 lab: device-private THPs (R15 on 512-page device folios), LRU insertions probed (R12)
+    "hmm-tests-7.2.parquet": _DEVICE | {"R12", "R15"},
     "synthetic-hmm-lifecycle-5.18-6.6.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
     "synthetic-hmm-lifecycle-6.7.parquet": _DEVICE - {"R11"} | {"R3.pgpg", "R13.anon"},
     # 6.18, cgroup v1, memcg tracepoints only (no kprobes under lockdown)
