@@ -15,6 +15,20 @@ def _ring(records: list[tuple[int, bytes]]) -> bytes:
         out += struct.pack("<II", length, 0) + payload.ljust(STRIDE - 8, b"\0")
     return bytes(out)
 
+def _ring_file(tmp_path, records):
+    """A file laid out as BPF's ring buffer mapping (consumer page, producer page, the data
+    mapped twice), opened read-write: the file and its descriptor."""
+    import mmap
+    import os
+
+    page, size = mmap.PAGESIZE, mmap.PAGESIZE
+    data = _ring(records)
+    f = tmp_path / "ring"
+    f.write_bytes(struct.pack("<Q", 0).ljust(page, b"\0") + struct.pack("<Q", len(data)).ljust(page, b"\0")
+                  + (data.ljust(size, b"\0")) * 2)
+    return f, os.open(f, os.O_RDWR)
+
+
 
 def test_takes_committed_records_and_stops_at_busy() -> None:
     recs = [(REC, bytes([i]) * REC) for i in range(3)] + [(REC | 1 << 31, b"x" * REC), (REC, b"y" * REC)]
@@ -56,12 +70,8 @@ def test_reader_over_a_file_laid_out_like_the_ring(tmp_path) -> None:
 
     from chargetrace.tracer.ringbuf import RingReader
 
-    page, size = mmap.PAGESIZE, mmap.PAGESIZE
-    data = _ring([(REC, bytes([i]) * REC) for i in range(3)])
-    f = tmp_path / "ring"
-    f.write_bytes(struct.pack("<Q", 0).ljust(page, b"\0") + struct.pack("<Q", len(data)).ljust(page, b"\0")
-                  + (data.ljust(size, b"\0")) * 2)
-    fd = os.open(f, os.O_RDWR)
+    size = mmap.PAGESIZE
+    f, fd = _ring_file(tmp_path, [(REC, bytes([i]) * REC) for i in range(3)])
     try:
         reader = RingReader(fd, size, REC)
         assert reader.read(2) == bytes([0]) * REC + bytes([1]) * REC
@@ -82,12 +92,8 @@ def test_a_foreign_record_in_the_ring_leaves_it_closable(tmp_path) -> None:
 
     from chargetrace.tracer.ringbuf import RingReader
 
-    page, size = mmap.PAGESIZE, mmap.PAGESIZE
-    data = _ring([(REC, b"a" * REC), (96, b"b" * 96)])
-    f = tmp_path / "ring"
-    f.write_bytes(struct.pack("<Q", 0).ljust(page, b"\0") + struct.pack("<Q", len(data)).ljust(page, b"\0")
-                  + (data.ljust(size, b"\0")) * 2)
-    fd = os.open(f, os.O_RDWR)
+    size = mmap.PAGESIZE
+    f, fd = _ring_file(tmp_path, [(REC, b"a" * REC), (96, b"b" * 96)])
     try:
         reader = RingReader(fd, size, REC)
         try:
