@@ -41,6 +41,9 @@ class LostWindow:
     end_ns: int
     #: The rules whose findings it can undermine (None: every rule).
     rules: frozenset[str] | None = None
+    #: Whether folio events (charges, uncharges, transfers, frees) may be among the missing ones:
+    #: then no balance can be proven (report.py counts such windows as lost events).
+    hides_folios: bool = True
     #: Why events are missing, for the report's notes ("" for a ``lost`` row: the ring was full).
     why: str = ""
 
@@ -67,8 +70,15 @@ def lost_windows(table: pa.Table) -> list[LostWindow]:
 #: Kinds whose rows feed only the counter rules: a skipped run of their probe cannot hide a folio's
 #: charge, uncharge, transfer or free, only a counter delta.
 _COUNTER_KINDS = frozenset({"memcg_stat", "memcg_event", "memstat", "usage"})
-_COUNTER_RULES = frozenset({"R3.pgpg", "R13.anon", "L1"})
+#: The rules that compare counter deltas with folio events (a hidden counter delta misleads them).
+_COUNTER_RULES = frozenset({"R3.pgpg", "R13.anon"})
+#: L1 compares the stream with the in-kernel ledger, which the same probe run keeps: a run the
+#: kernel skipped wrote neither, so it can explain no L1 finding.
+_LEDGER_RULE = "L1"
 _WHOLE_TRACE = (0, (1 << 63) - 1)
+
+
+_ALL_BUT_LEDGER = frozenset(rule.id for rule in ALL_RULES) - {_LEDGER_RULE}
 
 
 def missed_windows(meta) -> list[LostWindow]:
@@ -87,7 +97,8 @@ def missed_windows(meta) -> list[LostWindow]:
         kind = kind_of.get(probe, "")
         counters_only = kind in _COUNTER_KINDS
         windows.append(LostWindow(-1, -1, int(count), *_WHOLE_TRACE,
-                                  rules=_COUNTER_RULES if counters_only else None,
+                                  rules=_COUNTER_RULES if counters_only else _ALL_BUT_LEDGER,
+                                  hides_folios=not counters_only,
                                   why=f"the kernel skipped {count} run(s) of {probe} (BPF recursion guard; "
                                       f"drops.missed): its {kind or 'events'} may be missing anywhere in the trace"))
     return windows

@@ -227,9 +227,9 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
                 r.substance, r.pages, r.unit)
         for r in automaton.rules
     ]
-    # Skipped probe runs of counters only (rules set) cannot hide a folio's charge: they make the
-    # counter rules' findings inconclusive but leave the balance provable.
-    lost = sum(w.count for w in windows if w.rules is None)
+    # Skipped probe runs of counters only cannot hide a folio's charge: they make the counter
+    # rules' findings inconclusive but leave the balance provable.
+    lost = sum(w.count for w in windows if w.hides_folios)
     scope = ctx.scope
     notes: list[str] = []
     unseen = scope.unseen()

@@ -26,6 +26,10 @@ from chargetrace.traces import read_trace, write_table  # noqa: E402
 
 SYNTHETIC = ROOT / "traces" / "synthetic-hmm-lifecycle-6.7.parquet"
 RECORDED = ROOT / "traces" / "hmm-tests-6.12.parquet"
+#: A recording without the in-kernel ledger (schema 1): no L1, so a forged row is judged by the
+#: folio rules alone (with a ledger, L1 catches it whatever runs were skipped: the skipped run
+#: wrote neither the row nor the ledger).
+NO_LEDGER = ROOT / "traces" / "hmm-tests-6.1.parquet"
 
 
 def _probe_of(meta, kind: str) -> str:
@@ -49,15 +53,22 @@ def _both(path: Path):
 
 
 def test_a_missed_transfer_probe_turns_violations_inconclusive(tmp_path) -> None:
-    trace = read_trace(RECORDED)
+    trace = read_trace(NO_LEDGER)
+    assert not trace.meta.ledger
     table, meta = mutate(trace, [Mutation("double-charge", 1)])
     write_table(table, tmp_path / "plain.parquet", meta)
     assert _both(tmp_path / "plain.parquet").verdict == "violations"  # without skipped runs: R1
-    path = _with_missed(tmp_path, RECORDED, "transfer", [Mutation("double-charge", 1)])
+    path = _with_missed(tmp_path, NO_LEDGER, "transfer", [Mutation("double-charge", 1)])
     report = _both(path)
     assert report.verdict == "inconclusive"
     assert not report.violations and report.inconclusive
     assert any("skipped 3 run(s)" in n and "BPF recursion guard" in n for n in report.notes)
+
+
+def test_a_forged_row_stays_a_violation_where_the_ledger_sees_it(tmp_path) -> None:
+    path = _with_missed(tmp_path, RECORDED, "transfer", [Mutation("double-charge", 1)])
+    report = _both(path)
+    assert report.verdict == "violations" and {f.rule for f in report.violations} == {"L1"}
 
 
 def test_nothing_is_balanced_when_a_folio_probe_missed_runs(tmp_path) -> None:
@@ -78,6 +89,7 @@ def test_counter_probe_misses_leave_the_balance_provable(tmp_path) -> None:
     assert any("mod_memcg_state" in n for n in report.notes)
     (window,) = missed_windows(meta)
     assert window.rules is not None and "R3.pgpg" in window.rules and "R4" not in window.rules
+    assert not window.hides_folios and "L1" not in window.rules  # the ledger skips with the stream
 
 
 @pytest.mark.parametrize("missed", [None, {}, {"kprobe:x": 0}])

@@ -107,7 +107,10 @@ def test_faults_injected_in_a_real_trace_are_caught(tmp_path, path, fault):
     trace = read_trace(path)
     eligible = len(eligible_events(trace, fault)[0])
     assert eligible > 0
-    for n in (1, eligible // 2, eligible):
+    # Three positions on each trace; one (the middle) on a trace of a million rows or more, whose
+    # every replay costs 30-90 s on CI's two cores (the 7.2 recording: 1.3 M rows).
+    positions = (1, eligible // 2, eligible) if trace.num_events < 1_000_000 else (max(1, eligible // 2),)
+    for n in positions:
         table, meta = mutate(trace, [Mutation(fault, n)])
         out = tmp_path / f"{fault}-{n}.parquet"
         write_table(table, out, meta)
