@@ -26,7 +26,7 @@ from .model import Model
 from .report import Report, build_report
 from .rules import ALL_RULES
 
-__all__ = ["replay", "LostWindow", "lost_windows", "iter_events"]
+__all__ = ["replay", "LostWindow", "lost_windows", "iter_events", "mark_inconclusive"]
 
 _CHUNK = 16 * 1024
 
@@ -92,6 +92,11 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> Report:
     automaton.feed(iter_events(trace.table, config.progress))
     automaton.finish()
     windows = lost_windows(trace.table)
-    for finding in ctx.findings:
-        finding.inconclusive = any(w.overlaps(finding.since_ts_ns, finding.ts_ns) for w in windows)
+    mark_inconclusive(ctx.findings, windows)
     return build_report(trace, automaton, windows)
+
+
+def mark_inconclusive(findings: list, windows: list[LostWindow]) -> None:
+    """A finding is inconclusive when events were lost while it built up."""
+    for finding in findings:
+        finding.inconclusive = any(w.overlaps(finding.since_ts_ns, finding.ts_ns) for w in windows)

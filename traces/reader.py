@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from .schema import (
 )
 from .writer import PARTIAL_SUFFIX
 
-__all__ = ["Trace", "read_trace", "read_meta", "trace_files", "max_events"]
+__all__ = ["Trace", "TraceStream", "read_trace", "read_meta", "stream_trace", "trace_files", "max_events"]
 
 #: Uncompressed bytes a row may take on average (a real one takes ~100), above
 #: a fixed allowance for dictionaries: more means oversized strings.
@@ -287,3 +287,87 @@ def read_trace(path: str | os.PathLike[str], *, progress: Progress | None = None
     table = _sorted(table)
     integrity = check_rows(table, meta, str(path), missing_columns=sorted(filled_all))
     return Trace(Path(path), table, meta, integrity)
+
+
+@dataclass
+class TraceStream:
+    """A trace opened for reading batch by batch (a streaming replay): the
+    footers are checked as :func:`read_trace` checks them, the rows are read
+    only by :meth:`batches`, column by column as asked. Rows come in file
+    order; the caller checks that ``seq`` increases (read_trace sorts)."""
+
+    path: Path
+    meta: TraceMeta
+    files: list[tuple[Path, pq.ParquetFile]]
+    num_rows: int
+    #: Requested columns a file lacked (filled with their defaults), after iteration.
+    missing_columns: set[str] = field(default_factory=set)
+
+    def row_groups(self) -> Iterator[tuple[Path, pq.ParquetFile, int]]:
+        for file, pf in self.files:
+            for index in range(pf.metadata.num_row_groups):
+                yield file, pf, index
+
+    def read(self, file: Path, pf: pq.ParquetFile, index: int, columns: list[str]) -> pa.Table:
+        """One row group's ``columns``, type-checked and conformed as read_trace does."""
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        try:
+            table = pf.read_row_group(index, columns=present)
+            table.validate(full=True)  # UTF-8 of every string, dictionary indices in range
+        except Exception as exc:  # noqa: BLE001 - a damaged file makes pyarrow raise many types
+            raise ChargetraceError(f"{file}: corrupt or truncated data ({_first_line(exc)})") from None
+        return self._conform(file, table, columns)
+
+    def batches(self, columns: list[str], batch_rows: int = 64 * 1024) -> Iterator[pa.Table]:
+        """The rows, ``batch_rows`` at a time (``ParquetFile.iter_batches``: only
+        these columns are decoded), type-checked and conformed."""
+        for file, pf in self.files:
+            present = [c for c in columns if c in pf.schema_arrow.names]
+            batches = pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=False)
+            while True:
+                try:
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    batch.validate(full=True)
+                except ChargetraceError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a damaged file makes pyarrow raise many types
+                    raise ChargetraceError(f"{file}: corrupt or truncated data ({_first_line(exc)})") from None
+                yield self._conform(file, pa.Table.from_batches([batch]), columns)
+
+    def _conform(self, file: Path, table: pa.Table, columns: list[str]) -> pa.Table:
+        arrays, fields = [], []
+        for name in columns:
+            fld = ARROW_SCHEMA.field(name)
+            if name in table.column_names:
+                col = table.column(name)
+                if col.null_count:
+                    raise ChargetraceError(f"{file}: column {name!r} has {col.null_count} null value(s)")
+                if pa.types.is_dictionary(fld.type):
+                    col = _string(file, name, col, fld.type)
+                elif col.type != fld.type:
+                    col = _integer(file, name, col, fld.type)
+            else:
+                self.missing_columns.add(name)
+                col = pa.repeat(pa.scalar(COLUMN_DEFAULTS[name], fld.type), table.num_rows)
+            arrays.append(col)
+            fields.append(fld)
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def stream_trace(path: str | os.PathLike[str]) -> TraceStream:
+    """Open a trace for streaming: every check of :func:`read_trace` that the
+    footers allow (files, metadata, one recording, layout, required columns);
+    no row cap, since rows are never all in memory."""
+    files = trace_files(path)
+    opened = [(file, _open(file)) for file in files]
+    metas = [_meta_of(file, pf) for file, pf in opened]
+    _one_recording(Path(path), metas)
+    for file, pf in opened:
+        _check_layout(file, pf)
+        missing = REQUIRED_COLUMNS - set(pf.schema_arrow.names)
+        if missing:
+            raise ChargetraceError(f"{file}: not a chargetrace trace (missing column(s) {', '.join(sorted(missing))})")
+    total = sum(pf.metadata.num_rows for _, pf in opened)
+    return TraceStream(Path(path), metas[-1], opened, total)
