@@ -198,7 +198,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 @given(draws=st.lists(row_st, min_size=1, max_size=80), meta=meta_st, era=st.sampled_from([None, "5.18-6.6", "6.7+"]))
 def test_generated_streams_same_report(tmp_path, draws, meta, era):
     rows = _rows_of(draws)
-    path = write_rows(rows, tmp_path / "gen.parquet", _meta(meta, rows))
+    path = write_rows(rows, tmp_path / f"gen-{len(list(tmp_path.iterdir()))}.parquet", _meta(meta, rows))
     both(path, ReplayConfig(era=era))
 
 

@@ -6,23 +6,40 @@ user cannot write to. ``NUMBA_CACHE_DIR`` (read by numba when it is imported)
 moves it; unless the user set it, it is ``$XDG_CACHE_HOME/chargetrace/numba``
 (``~/.cache/chargetrace/numba``), so later replays only load the cached code.
 This module must be imported before numba (replay/compiled/__init__.py does).
+
+numba invalidates a cached function only when its own file changes, not when
+a helper it calls from another module does: the cache folder is therefore
+named after a digest of every source of this package, so a changed engine
+never runs stale machine code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["JIT", "INLINE", "LOOP", "cache_dir"]
 
 
+def _sources_digest() -> str:
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "chargetrace" / "numba"
+    return Path(base) / "chargetrace" / "numba" / _sources_digest()
 
 
 if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = str(cache_dir())
+    if "numba" in sys.modules:  # imported before us (a test, a notebook): numba read its config already
+        sys.modules["numba"].config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 
 #: Options of every compiled function: no Python objects, cached on disk.
 JIT = {"cache": True, "nogil": True, "boundscheck": False}

@@ -401,9 +401,11 @@ def l1_count(st, kind, memcg, item, nr, value, ret, span):
         # An aggregated row (span_ns > 0) carries its hit count in ret.
         st.l1i[m, item, 0] += ret if span else 1
         st.l1i[m, item, 1] += value
+        st.l1i[m, item, 2] = 1  # the key exists (its sums may be 0)
     else:
         st.l1k[m, kind, 0] += 1
         st.l1k[m, kind, 1] += nr
+        st.l1k[m, kind, 2] = 1
 
 
 @njit(**INLINE)
