@@ -139,12 +139,15 @@ def main(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--era", type=click.Choice(["4.14-5.17", "5.18-6.6", "6.7+"]), default=None,
               help="Accounting era profile (default: from the trace's metadata).")
+@click.option("--engine", type=click.Choice(["auto", "compiled", "reference"]), default="auto", show_default=True,
+              help="compiled: numba, streams the trace; reference: the readable model; auto: compiled from "
+                   "200,000 events on.")
 @click.option("--context", type=click.IntRange(0, 1000), default=2, show_default=True,
               help="Events shown around each violation (0-1000).")
 @click.option("--limit", type=click.IntRange(0, 100_000), default=20, show_default=True,
               help="Violations printed in full.")
 @user_errors
-def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int) -> None:
+def replay(trace: Path, as_json: bool, era: str | None, engine: str, context: int, limit: int) -> None:
     """Replay TRACE against the reference accounting model.
 
     Exit 0 balanced, 1 violations, 2 bad input, 3 inconclusive, 4 unchecked
@@ -152,23 +155,29 @@ def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int
     event and no non-zero counter check).
     """
     from chargetrace.replay import ReplayConfig
-    from chargetrace.replay import replay as run_replay
-    from chargetrace.replay.render import render_report
+    from chargetrace.replay.engine import replay_file
+    from chargetrace.traces import stream_trace
 
-    loaded = _load(trace)
+    config = ReplayConfig(era=era, engine=engine, notice=lambda line: click.echo(f"chargetrace: {line}", err=True))
     err = Console(stderr=True)
-    if as_json or not err.is_terminal or loaded.num_events < 200_000:
-        report = run_replay(loaded, ReplayConfig(era=era))
+    rows = stream_trace(trace).num_rows
+    if as_json or not err.is_terminal or rows < 200_000:
+        report, loaded = replay_file(trace, config, _load)
     else:
         from rich.progress import Progress
 
         with Progress(console=err, transient=True) as progress:
-            task = progress.add_task("replaying", total=loaded.num_events)
-            report = run_replay(loaded, ReplayConfig(era=era, progress=lambda n: progress.advance(task, n)))
+            task = progress.add_task("replaying", total=rows)
+            config.progress = lambda n: progress.advance(task, n)
+            report, loaded = replay_file(trace, config, _load)
+    if loaded is None and not as_json and (report.violations or report.inconclusive) and rows < 5_000_000:
+        loaded = read_trace(trace)  # the events around each finding (the compiled engine streamed)
     try:
         if as_json:
             click.echo(json.dumps(report.to_json(), indent=2))
         else:
+            from chargetrace.replay.render import render_report
+
             render_report(_console(), report, loaded, context=context, limit=limit)
         sys.stdout.flush()
     except BrokenPipeError:

@@ -14,19 +14,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from chargetrace.traces import Trace
+from chargetrace.traces import Trace, read_trace, stream_trace
 
 from .automaton import Automaton, RuleContext
-from .config import ReplayConfig
+from .config import COMPILED_FROM_EVENTS, ENGINES, ReplayConfig
 from .eras import select_era
 from .events import Event
 from .model import Model
 from .report import Report, build_report
 from .rules import ALL_RULES
 
-__all__ = ["replay", "LostWindow", "lost_windows", "iter_events", "mark_inconclusive"]
+__all__ = ["replay", "replay_file", "choose_engine", "LostWindow", "lost_windows", "iter_events",
+           "mark_inconclusive"]
 
 _CHUNK = 16 * 1024
 
@@ -44,6 +44,8 @@ class LostWindow:
 
 
 def _rows_of_kind(table: pa.Table, kind: str) -> pa.Table:
+    import pyarrow.compute as pc  # here: slow to import, and a streaming replay never needs it
+
     return table.filter(pc.equal(table.column("kind").cast(pa.string()), kind))
 
 
@@ -100,3 +102,46 @@ def mark_inconclusive(findings: list, windows: list[LostWindow]) -> None:
     """A finding is inconclusive when events were lost while it built up."""
     for finding in findings:
         finding.inconclusive = any(w.overlaps(finding.since_ts_ns, finding.ts_ns) for w in windows)
+
+
+def _numba_missing() -> str:
+    import importlib.util
+
+    return "" if importlib.util.find_spec("numba") is not None else "numba is not installed (pip install numba)"
+
+
+def choose_engine(engine: str, path) -> tuple[str, str]:
+    """("compiled" or "reference", why the compiled one was not chosen when asked for)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is none of {', '.join(ENGINES)}")
+    if engine == "reference":
+        return "reference", ""
+    if engine == "auto" and stream_trace(path).num_rows < COMPILED_FROM_EVENTS:
+        return "reference", ""  # numba's start-up would cost more than it saves
+    missing = _numba_missing()
+    return ("reference", missing) if missing else ("compiled", "")
+
+
+def replay_file(path, config: ReplayConfig | None = None,
+                load: Callable[[object], Trace] = read_trace) -> tuple[Report, Trace | None]:
+    """Replay the trace at ``path`` with ``config.engine``; the report and the
+    trace when it was loaded (the reference engine loads it whole, ``load``;
+    the compiled one streams it). Where the compiled engine was asked for but
+    cannot run, ``config.notice`` is told why in one line and the reference
+    engine replays."""
+    import sys
+
+    config = config or ReplayConfig()
+    notice = config.notice or (lambda line: print(f"chargetrace: {line}", file=sys.stderr))
+    chosen, why = choose_engine(config.engine, path)
+    if chosen == "compiled":
+        from .compiled import Unsupported, replay_compiled
+
+        try:
+            return replay_compiled(path, config), None
+        except Unsupported as exc:
+            why = f"the compiled engine cannot replay {path}: {exc}"
+    if why:
+        notice(f"{why}; replaying with the reference engine")
+    trace = load(path)
+    return replay(trace, config), trace

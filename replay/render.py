@@ -51,13 +51,15 @@ def _events_table(trace: Trace, seqs: Iterable[int], mark: int, t0: int) -> Tabl
     return table
 
 
-def _finding_block(trace: Trace, f: Finding, context: int, t0: int) -> Group:
+def _finding_block(trace: Trace | None, f: Finding, context: int, t0: int) -> Group:
     head = Text.assemble(
         (f"[{f.rule}] ", "bold red" if not f.inconclusive else "bold yellow"),
         (f"seq {f.seq}", "bold"),
         f"  t={(f.ts_ns - t0) / 1e6:.3f} ms  folio {_hex(f.folio)}  memcg {f.memcg or '-'}\n",
         ("    " + f.message, ""),
     )
+    if trace is None:
+        return Group(head, Text(""))
     seqs = list(range(max(0, f.seq - context), f.seq + context + 1)) + list(f.related_seqs)
     return Group(head, _events_table(trace, seqs, f.seq, t0), Text(""))
 
@@ -93,8 +95,10 @@ def _rules_table(report: Report) -> Table:
     return table
 
 
-def render_report(console: Console, report: Report, trace: Trace, *, context: int = 2, limit: int = 20) -> None:
-    t0 = int(pc.min(trace.table.column("ts_ns")).as_py() or 0) if trace.num_events else 0
+def render_report(console: Console, report: Report, trace: Trace | None, *, context: int = 2,
+                  limit: int = 20) -> None:
+    """``trace``: where the events around each finding come from (None: not shown)."""
+    t0 = int(pc.min(trace.table.column("ts_ns")).as_py() or 0) if trace is not None and trace.num_events else 0
     style = _VERDICT_STYLE.get(report.verdict, "bold yellow")
     console.print(Text.assemble(("verdict: ", "bold"), (report.verdict, style),
                                 f"   {report.path}: {report.events} events, era {report.era} ({report.era_source})"))
