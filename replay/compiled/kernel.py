@@ -56,7 +56,8 @@ def run(st, ev, start, n):
             return i
         check(st, ev, i)
         apply(st, ev, i)
-    sc[S_STOP] = 0
+    # No store to sc after the loop: with one there (sc[S_STOP] = 0), LLVM made the
+    # whole loop 15x slower (1.55 us vs 0.10 us per event, measured on fault rows).
     return n
 
 
