@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from chargetrace.traces import Trace, read_trace, stream_trace
+from chargetrace.traces.arrays import numpy_of
 
 from .automaton import Automaton, RuleContext
 from .config import COMPILED_FROM_EVENTS, ENGINES, ReplayConfig
@@ -43,22 +44,26 @@ class LostWindow:
         return self.start_ns <= end_ns and start_ns <= self.end_ns
 
 
-def _rows_of_kind(table: pa.Table, kind: str) -> pa.Table:
-    import pyarrow.compute as pc  # here: slow to import, and a streaming replay never needs it
-
-    return table.filter(pc.equal(table.column("kind").cast(pa.string()), kind))
+def _rows_of_kind(table: pa.Table, kind: str) -> np.ndarray:
+    """Mask of the rows of ``kind`` (from the dictionary: no pyarrow.compute, which imports pandas)."""
+    parts = []
+    for chunk in table.column("kind").chunks:
+        if pa.types.is_dictionary(chunk.type):
+            words = chunk.dictionary.to_pylist()
+            parts.append(numpy_of(chunk.indices) == (words.index(kind) if kind in words else -1))
+        else:
+            parts.append(np.array([k == kind for k in chunk.to_pylist()], bool))
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
 def lost_windows(table: pa.Table) -> list[LostWindow]:
-    lost = _rows_of_kind(table, "lost").select(["seq", "ts_ns", "cpu", "value", "span_ns"]).to_pylist()
-    return [
-        LostWindow(r["seq"], r["cpu"], r["value"], max(0, r["ts_ns"] - r["span_ns"]), r["ts_ns"])
-        for r in lost
-    ]
+    mask = _rows_of_kind(table, "lost")
+    cols = [numpy_of(table.column(name))[mask].tolist() for name in ("seq", "ts_ns", "cpu", "value", "span_ns")]
+    return [LostWindow(seq, cpu, value, max(0, ts - span), ts) for seq, ts, cpu, value, span in zip(*cols)]
 
 
 def device_folios(table: pa.Table) -> frozenset[int]:
-    return frozenset(_rows_of_kind(table, "device_free").column("folio").to_pylist())
+    return frozenset(numpy_of(table.column("folio"))[_rows_of_kind(table, "device_free")].tolist())
 
 
 def _column_list(column: pa.ChunkedArray) -> list:
@@ -69,9 +74,9 @@ def _column_list(column: pa.ChunkedArray) -> list:
         out: list = []
         for array in column.chunks:
             words = np.array(array.dictionary.to_pylist() or [""], dtype=object)
-            out.extend(words[array.indices.to_numpy(zero_copy_only=False)].tolist())
+            out.extend(words[numpy_of(array.indices)].tolist())
         return out
-    return column.to_numpy().tolist()
+    return numpy_of(column).tolist()
 
 
 def iter_events(table: pa.Table, progress: Callable[[int], None] | None = None) -> Iterator[Event]:

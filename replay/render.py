@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +27,8 @@ def _hex(v: int) -> str:
 
 def _events_table(trace: Trace, seqs: Iterable[int], mark: int, t0: int) -> Table:
     wanted = sorted(s for s in set(seqs) if s < 1 << 64)  # context past the last uint64 seq
+    import pyarrow.compute as pc  # only where events are shown: slow to import
+
     rows = trace.table.filter(pc.is_in(trace.table.column("seq"), pa.array(wanted, pa.uint64())))
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="dim")
     for name in ("", "seq", "t (ms)", "tid", "kind", "folio", "-> folio", "nr", "memcg", "-> memcg", "ret", "item/value"):
@@ -98,7 +99,9 @@ def _rules_table(report: Report) -> Table:
 def render_report(console: Console, report: Report, trace: Trace | None, *, context: int = 2,
                   limit: int = 20) -> None:
     """``trace``: where the events around each finding come from (None: not shown)."""
-    t0 = int(pc.min(trace.table.column("ts_ns")).as_py() or 0) if trace is not None and trace.num_events else 0
+    from chargetrace.traces.arrays import numpy_of
+
+    t0 = int(numpy_of(trace.table.column("ts_ns")).min()) if trace is not None and trace.num_events else 0
     style = _VERDICT_STYLE.get(report.verdict, "bold yellow")
     console.print(Text.assemble(("verdict: ", "bold"), (report.verdict, style),
                                 f"   {report.path}: {report.events} events, era {report.era} ({report.era_source})"))
@@ -129,6 +132,8 @@ def render_report(console: Console, report: Report, trace: Trace | None, *, cont
 
 
 def describe(trace: Trace) -> dict:
+    import pyarrow.compute as pc
+
     meta = trace.meta
     table = trace.table
     span = 0

@@ -165,11 +165,10 @@ class Report:
 
 
 def kind_counts(table: "pa.Table") -> dict[str, int]:
-    import pyarrow as pa
-    import pyarrow.compute as pc  # only here: it is slow to import
+    from chargetrace.traces.arrays import value_counts
 
-    counts = pc.value_counts(table.column("kind").cast(pa.string())).to_pylist()
-    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: -c["counts"])}
+    counts = value_counts(table.column("kind"))
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _memcg_rows(automaton: "Automaton") -> list[MemcgRow]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .arrays import numpy_of, value_counts
 from .errors import ChargetraceError
 from .metadata import TraceMeta
 from .schema import KINDS
@@ -47,10 +47,20 @@ class Integrity:
         self.problems.append(problem)
 
 
+def _is_lost(kind: pa.ChunkedArray) -> np.ndarray:
+    """Rows of kind ``lost``, from the dictionary (no pyarrow.compute, no pandas)."""
+    if not pa.types.is_dictionary(kind.type):
+        return np.array([k == "lost" for k in kind.to_pylist()], bool)
+    parts = []
+    for chunk in kind.chunks:
+        words = chunk.dictionary.to_pylist()
+        code = words.index("lost") if "lost" in words else -1
+        parts.append(numpy_of(chunk.indices) == code)
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
 def _kind_counts(table: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(table.column("kind").combine_chunks().dictionary_decode()
-                             if pa.types.is_dictionary(table.column("kind").type) else table.column("kind"))
-    return {c["values"]: c["counts"] for c in counts.to_pylist()}
+    return value_counts(table.column("kind"))
 
 
 class RowChecker:
@@ -151,11 +161,8 @@ class RowChecker:
 def check_rows(table: pa.Table, meta: TraceMeta, source: str, *, missing_columns: list[str]) -> Integrity:
     """Check a sorted, type-conformant trace table against itself and its metadata."""
     checker = RowChecker(source, meta)
-    kind_col = table.column("kind")
-    is_lost = pc.equal(kind_col.cast(pa.string()) if pa.types.is_dictionary(kind_col.type) else kind_col, "lost")
-    is_lost_np = is_lost.to_numpy(zero_copy_only=False).astype(bool) if table.num_rows else np.zeros(0, bool)
-    checker.feed(table.column("seq").to_numpy(), is_lost_np, table.column("value").to_numpy(),
-                 table.column("ts_ns").to_numpy())
+    checker.feed(numpy_of(table.column("seq")), _is_lost(table.column("kind")), numpy_of(table.column("value")),
+                 numpy_of(table.column("ts_ns")))
     return checker.finish(_kind_counts(table) if table.num_rows else {}, missing_columns)
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .arrays import longest_string, numpy_of
 from .errors import ChargetraceError
 from .integrity import Integrity, check_rows
 from .metadata import TraceMeta
@@ -189,7 +189,7 @@ def _string(file: Path, name: str, col: pa.ChunkedArray, target: pa.DataType) ->
         raise ChargetraceError(f"{file}: column {name!r} has type {typ}, expected strings")
     for chunk in col.chunks:
         words = chunk.dictionary if pa.types.is_dictionary(typ) else chunk
-        longest = pc.max(pc.binary_length(words)).as_py() if len(words) else 0
+        longest = longest_string(words) if len(words) else 0
         if longest and longest > MAX_STRING_BYTES:
             raise ChargetraceError(
                 f"{file}: column {name!r} holds a string of {longest} bytes (at most {MAX_STRING_BYTES} accepted)"
@@ -249,7 +249,7 @@ def _one_recording(path: Path, metas: list[TraceMeta]) -> None:
 
 
 def _sorted(table: pa.Table) -> pa.Table:
-    seq = table.column("seq").to_numpy()
+    seq = numpy_of(table.column("seq"))
     # Compare as uint64: seq may use the whole range up to 2**64 - 1.
     if seq.size > 1 and bool(np.any(seq[1:] < seq[:-1])):
         table = table.take(pa.array(np.argsort(seq, kind="stable")))

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from chargetrace.traces import stream_trace
+from chargetrace.traces.arrays import numpy_of
 from chargetrace.traces.integrity import RowChecker
 
 from ..automaton import Automaton, RuleContext
@@ -82,13 +83,13 @@ class _Codes:
                 code = self.code[word] = len(self.names)
                 self.names.append(word)
             lut[i] = code
-        return lut[array.indices.to_numpy(zero_copy_only=False)]
+        return lut[numpy_of(array.indices)]
 
 
 def _np(table: pa.Table, name: str) -> np.ndarray:
     """A primitive column of one batch as numpy without copying (the copying
     path of ``to_numpy`` imports pandas)."""
-    return table.column(name).combine_chunks().to_numpy(zero_copy_only=True)
+    return numpy_of(table.column(name))
 
 
 def _i64(table: pa.Table, name: str) -> np.ndarray:
@@ -106,7 +107,7 @@ def _prepass(stream) -> tuple[dict[str, int], np.ndarray]:
         if not len(kind):
             continue
         words = kind.dictionary.to_pylist()
-        idx = kind.indices.to_numpy(zero_copy_only=False)
+        idx = numpy_of(kind.indices)
         n = np.bincount(idx, minlength=len(words))
         present, first = np.unique(idx, return_index=True)
         for j in np.argsort(first, kind="stable").tolist():
