@@ -28,8 +28,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The columns the compiled engine reads (replay/compiled/driver.py _COLUMNS; pgmap_ops since the drivers).
 COLUMNS = ["seq", "ts_ns", "cpu", "pid", "tid", "kind", "folio", "folio_new", "nr_pages", "memcg", "memcg_new",
-           "ret", "item", "value", "span_ns"]
+           "ret", "item", "value", "span_ns", "pgmap_ops"]
 
 _RUN = {
     "read": """

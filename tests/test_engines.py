@@ -3,18 +3,24 @@ model (replay/model.py + replay/rules/) give the same report.
 
 Same verdict, the same findings (rule, seq, folio, memcg, kind, inconclusive,
 message, related seqs) in the same order, the same coverage per rule, the same
-per-memcg ledger and held rows — the whole ``--json`` report — on every shipped
-trace, on every mutation kind at its first, middle and last eligible event,
-and on hypothesis-generated streams of every kind with random metadata (scope,
-probes attached, ledger, era), faults and all.
+per-memcg ledger and held rows, the same per-driver figures (replay/drivers.py)
+— the whole ``--json`` report — on every shipped trace, on shipped recordings
+given drivers (schema 3, ``pgmap_ops`` on their device rows), on every
+mutation kind at its first, middle and last eligible event, and on
+hypothesis-generated streams of every kind with random metadata (scope, probes
+attached, ledger, era, drivers), faults and all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +49,7 @@ def assert_same(compiled, reference) -> None:
         assert [_key(f) for f in getattr(compiled, name)] == [_key(f) for f in getattr(reference, name)], name
     assert [vars(m) for m in compiled.memcgs] == [vars(m) for m in reference.memcgs]
     assert [vars(r) for r in compiled.rules] == [vars(r) for r in reference.rules]
+    assert [d.to_dict() for d in compiled.drivers] == [d.to_dict() for d in reference.drivers], "drivers"
     assert compiled.to_json() == reference.to_json()
 
 
@@ -61,6 +68,42 @@ def test_shipped_traces_same_report(path):
 def test_shipped_trace_same_report_under_every_era(era):
     both(ROOT / "traces" / "workload-6.1-limit-migrate.parquet", ReplayConfig(era=era))
     both(ROOT / "traces" / "synthetic-hmm-lifecycle-6.7.parquet", ReplayConfig(era=era))
+
+
+#: pgmap_ops ids the tests below give device rows; only DM is named in the metadata.
+DM, NV = 0x11, 0x22
+PGMAPS = [{"id": DM, "symbol": "dmirror_devmem_ops", "module": "test_hmm", "driver": "test_hmm (dmirror)"}]
+
+
+def _with_drivers(source: Path, out: Path) -> Path:
+    """``source`` (a recording of schema 1 or 2: no pgmap_ops) as a schema-3 trace whose
+    device rows name drivers, assigned here, not recorded: a device free names DM or NV by
+    its folio, or none (every fifth free: its folio's other frees, or nothing, attribute it);
+    a device fault (and its done row) names DM or NV by its thread, or none. Both engines
+    must then attribute the same pages to the same drivers."""
+    trace = read_trace(source)
+    table = trace.table
+    kind = np.array(table.column("kind").cast(pa.string()).to_pylist(), dtype=object)
+    folio, tid, seq = (table.column(c).to_numpy() for c in ("folio", "tid", "seq"))
+    ops = np.zeros(table.num_rows, np.uint64)
+    frees = kind == "device_free"
+    ops[frees] = np.where(folio[frees] % 2 == 0, DM, NV).astype(np.uint64)
+    ops[frees & (seq % 5 == 0)] = 0
+    faults = (kind == "device_fault") | (kind == "device_fault_done")
+    ops[faults] = np.where(tid[faults] % 3 == 0, 0, np.where(tid[faults] % 3 == 1, DM, NV)).astype(np.uint64)
+    at = table.schema.get_field_index("pgmap_ops")
+    table = table.set_column(at, table.schema.field(at), pa.array(ops, pa.uint64()))
+    write_table(table, out, dataclasses.replace(trace.meta, schema_version=3, pgmaps=PGMAPS))
+    return out
+
+
+@pytest.mark.parametrize("name", ["hmm-tests-6.12.parquet", "bugs/hmm-tests-6.1-device-free-no-uncharge.parquet"])
+def test_shipped_recording_with_drivers_same_report(tmp_path, name):
+    report = both(_with_drivers(ROOT / "traces" / name, tmp_path / "drivers.parquet"))
+    by = {d.pgmap: d for d in report.drivers}
+    assert {0, DM, NV} <= set(by), by  # named, unnamed, unattributed: each a row
+    assert all(by[i].device_faults and by[i].migrated_to_device and by[i].freed for i in (DM, NV))
+    assert sum(d.migrated_from_device for d in report.drivers) > 0
 
 
 #: The smallest shipped traces on which each fault has eligible events.
@@ -125,13 +168,15 @@ row_st = st.tuples(
     kind_st, st.integers(1, 10), st.integers(0, 10), st.sampled_from([0, 1, 1, 1, 2, 4, 512]),
     st.sampled_from([0, M, M, M, CHILD, OTHER]), st.sampled_from([0, M, M, CHILD]),
     st.sampled_from([0, 0, 0, -12, 1, 0x1, 0x400]), st.integers(-3, 6), st.sampled_from([0, 0, 1, 5]),
-    st.integers(0, 2), st.integers(0, 6), st.booleans(),
+    st.integers(0, 2), st.integers(0, 6), st.booleans(), st.sampled_from([0, 0, DM, NV, 7]),
 )
+#: Kinds whose rows carry pgmap_ops (the recorder reads it only on device pages).
+DEVICE_KINDS = ("device_free", "device_fault", "device_fault_done")
 
 
 def _rows_of(draws) -> list[dict]:
     rows, seq, ts = [], 0, 1000
-    for kind, folio, folio_new, nr, memcg, memcg_new, ret, value, span, who, item, gap in draws:
+    for kind, folio, folio_new, nr, memcg, memcg_new, ret, value, span, who, item, gap, pgmap in draws:
         pid = 100 + who
         tid = pid if who != 2 else 500
         ts += 10
@@ -142,11 +187,14 @@ def _rows_of(draws) -> list[dict]:
             value = abs(value) * 4096 * 7
         elif kind == "fork":
             value = 100 + (value % 3)
+        elif kind == "memcg_stat" and span:
+            ret = abs(ret)  # an aggregated row's hit count (the metadata's ledger refuses negative counts)
         items = ITEMS.get(kind, [""])
         rows.append({"seq": seq, "ts_ns": ts, "cpu": who % 2, "pid": pid, "tid": tid, "comm": "gen", "kind": kind,
                      "probe": "gen", "folio": folio, "folio_new": folio_new if kind in ("transfer", "replace") else 0,
                      "nr_pages": nr, "memcg": memcg, "memcg_new": memcg_new, "ret": ret,
-                     "item": items[item % len(items)], "value": value, "span_ns": span})
+                     "item": items[item % len(items)], "value": value, "span_ns": span,
+                     "pgmap_ops": pgmap if kind in DEVICE_KINDS else 0})
     return rows
 
 
@@ -170,7 +218,7 @@ meta_st = st.fixed_dictionaries({
     "fresh": st.booleans(), "exited": st.booleans(), "settled": st.booleans(), "child": st.booleans(),
     "probes": st.one_of(st.none(), st.sets(st.sampled_from(KINDS), min_size=1)),
     "ledger": st.sampled_from([None, "exact", "skewed"]), "drops": st.booleans(),
-    "tasks_left": st.booleans(),
+    "tasks_left": st.booleans(), "pgmaps": st.booleans(),
 })
 
 
@@ -188,6 +236,7 @@ def _meta(m: dict, rows: list[dict]) -> TraceMeta:
                     memcgs=memcgs, settle={"method": "force_empty", "done": m["settled"]},
                     tasks_left=[{"pid": 100, "comm": "gen"}] if m["tasks_left"] else []),
         ncpus=2, ledger=_ledger_of(rows, m["ledger"] == "skewed") if m["ledger"] else None,
+        pgmaps=PGMAPS if m.get("pgmaps") else None,
     )
 
 
@@ -204,23 +253,30 @@ def test_generated_streams_same_report(tmp_path, draws, meta, era):
 
 def test_generated_streams_reach_every_rule(tmp_path):
     """The generator is no tautology: over a fixed set of streams both engines
-    report findings of most rules (so the comparison above compares something)."""
+    report findings of most rules and every per-driver figure (so the comparison
+    above compares something)."""
     import random
 
     rng = random.Random(7)
+    drivers = random.Random(11)  # its own stream: the rows' draws stay those the rule set was chosen on
     rules: set[str] = set()
+    figures: set[str] = set()
     for k in range(40):
         draws = [(rng.choice(KINDS + ["charge", "uncharge", "transfer"] * 4), rng.randint(1, 6), rng.randint(0, 6),
                   rng.choice([0, 1, 2, 512]), rng.choice([0, M, M, CHILD]), rng.choice([0, M, CHILD]),
                   rng.choice([0, 0, -12, 1]), rng.randint(-3, 6), rng.choice([0, 1]), rng.randint(0, 2),
-                  rng.randint(0, 6), rng.random() < 0.2) for _ in range(120)]
+                  rng.randint(0, 6), rng.random() < 0.2, drivers.choice([0, DM, NV])) for _ in range(120)]
         rows = _rows_of(draws)
         meta = {"era": rng.choice([("transfer", 0), ("force", 0), ("force", 1)]), "fresh": True, "exited": True,
-                "settled": True, "child": True, "probes": None, "ledger": "skewed", "drops": True,
+                "settled": True, "child": True, "probes": None, "ledger": "skewed", "drops": True, "pgmaps": True,
                 "tasks_left": False}
         report = both(write_rows(rows, tmp_path / f"g{k}.parquet", _meta(meta, rows)))
         rules |= {f.rule for f in report.violations + report.inconclusive + report.candidates}
+        figures |= {name for d in report.drivers for name in ("device_faults", "migrated_to_device",
+                                                                "migrated_from_device", "freed", "charged_at_end")
+                    if getattr(d, name)}
     assert {"R1", "R3", "R4", "R6", "R7", "R12", "L1"} <= rules, rules
+    assert figures == {"device_faults", "migrated_to_device", "migrated_from_device", "freed", "charged_at_end"}
 
 
 # -- bounded memory, fallbacks, the command line --------------------------------------------------
@@ -268,3 +324,4 @@ def test_cli_falls_back_with_one_line_notice(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "reference engine" in lines[0], out.stderr
     assert json.loads(out.stdout)["verdict"]
+

@@ -1,9 +1,9 @@
 """Feed a trace to the compiled kernel, batch by batch, and finish with the
 reference code.
 
-Two passes over the file(s). The first reads only ``kind`` (and ``folio`` of
-the row groups holding device frees) for the device-private folio set and the
-kind counts. The second reads the columns the rules use with
+Two passes over the file(s). The first reads only ``kind`` (and ``folio`` and
+``pgmap_ops`` of the row groups holding device frees) for the device-private
+folio set, each device folio's driver and the kind counts (alloc.py). The second reads the columns the rules use with
 ``ParquetFile.iter_batches`` (traces/reader.py :class:`TraceStream`), maps
 ``kind`` and ``item`` to small integer codes and hands each batch to
 :func:`kernel.run`. Memory is one batch of columns plus the live state.
@@ -14,7 +14,9 @@ the L1 rule), the integrity checks (traces/integrity.py RowChecker, per
 batch, vectorised), the ``usage``/``memstat`` sample rows (a few per memcg and
 phase: the reference Model and rules apply them, on a Model whose per-memcg
 ledgers are copied from the arrays first), and every rule's ``finish()`` on
-that same Model, holding the folios still charged at the end (live state).
+that same Model, holding the folios still charged at the end (live state)
+and the per-driver sums (drivers.py), from which ``report.drivers`` is made
+as for the reference engine.
 """
 
 from __future__ import annotations
@@ -37,26 +39,25 @@ from ..events import Event
 from ..model import DeviceFreePair, FolioState, MemcgLedger, Model
 from ..report import Report, build_report
 from ..rules import ALL_RULES
-from .kernel import MARGIN, flush_pending, run
+from .alloc import grow_rows, make_room, new_state, prepass
+from .drivers import tally_of
+from .kernel import flush_pending, run
 from .layout import (
-    C_ACTIVE, C_ATT_CHARGE, C_ATT_SPLIT, C_ATT_TRANSFER, C_EXITED, C_FORCE, C_REFCOUNT, C_RING_CAP, C_SETTLED,
-    F_IN, F_MEMCG, F_MIG, F_NR, F_ORD, F_PID, F_SEQ, F_TS, F_VIA, ITEMS_FIXED, K_LOST, KIND_CODE, KINDS, L1,
-    M_ANON_ORD, M_ANON_RUN, M_ANON_UNDER, M_CHARGED, M_EXISTS, M_FORCE, M_LIVE, M_PG_IN, M_PG_OUT, M_PG_SEEN,
-    M_PG_UNDER, M_PRE, M_SPLIT, M_SPLIT_EXTRA, M_TIN, M_TOUT, M_UNCHARGED, NC, NF, NM, NP, NR, NS, NT, NU, NX,
-    P_EXITED, P_FORKED, R3PGPG, R13ANON, RULE_IDS, S_FFREE, S_FH_N, S_FHW, S_FIRST_TS, S_FORGOTTEN, S_LAST_ACT,
-    S_LAST_SEQ, S_LAST_TS, S_NFIND, S_NMEMCG, S_NPID, S_NTID, S_NUNP, S_RING_N, S_STOP, STOP_ORDER, STOP_ROOM,
-    STOP_SAMPLE, U_CPU, U_ENDED_KIND, U_ENDED_SEQ, U_FOLIO, U_MEMCG, U_NR, U_PID, U_SEQ, U_TID, U_TS, U_VALUE,
-    VIA_NAMES, check_reference,
+    C_ACTIVE, C_ATT_CHARGE, C_ATT_SPLIT, C_ATT_TRANSFER, C_EXITED, C_FORCE, C_REFCOUNT, C_RING_CAP, C_SETTLED, F_IN,
+    F_MEMCG, F_MIG, F_NR, F_ORD, F_PID, F_SEQ, F_TS, F_VIA, ITEMS_FIXED, K_LOST, KINDS, M_ANON_ORD, M_ANON_RUN,
+    M_ANON_UNDER, M_CHARGED, M_EXISTS, M_FORCE, M_LIVE, M_PG_IN, M_PG_OUT, M_PG_SEEN, M_PG_UNDER, M_PRE, M_SPLIT,
+    M_SPLIT_EXTRA, M_TIN, M_TOUT, M_UNCHARGED, NC, P_EXITED, P_FORKED, R3PGPG, R13ANON, S_FFREE, S_FHW, S_FIRST_TS,
+    S_FORGOTTEN, S_LAST_ACT, S_LAST_SEQ, S_LAST_TS, S_NFIND, S_NMEMCG, S_NTID, S_NUNP, S_STOP, STOP_ORDER,
+    STOP_ROOM, STOP_SAMPLE, U_CPU, U_ENDED_KIND, U_ENDED_SEQ, U_FOLIO, U_MEMCG, U_NR, U_PGMAP, U_PID, U_SEQ, U_TID,
+    U_TS, U_VALUE, VIA_NAMES, check_reference,
 )
-from .model import Events, State
 from .results import as_uint64, findings_of
-from .tables import grown, h_insert, new_map
-from .model import not_in_call  # noqa: F401  (compiled with the kernel)
+from .state import Events, State
 
 __all__ = ["replay_compiled", "Unsupported", "RING_CAP"]
 
 _COLUMNS = ["seq", "ts_ns", "cpu", "pid", "tid", "kind", "folio", "folio_new", "nr_pages", "memcg", "memcg_new",
-            "ret", "item", "value", "span_ns"]
+            "ret", "item", "value", "span_ns", "pgmap_ops"]
 #: Uncharged folio states kept (model.py): 2**20 by default (about 100 MiB at most),
 #: CHARGETRACE_FORGET_AFTER to change it.
 RING_CAP = 1 << 20
@@ -97,108 +98,6 @@ def _i64(table: pa.Table, name: str) -> np.ndarray:
     return a.view(np.int64) if a.dtype == np.uint64 else a
 
 
-def _prepass(stream) -> tuple[dict[str, int], np.ndarray]:
-    """Kind counts (in report order: count, then first appearance) and the
-    device-private folios (model.device_folios: every folio of a device free)."""
-    counts: dict[str, int] = {}
-    devices = []
-    for file, pf, index in stream.row_groups():
-        kind = stream.read(file, pf, index, ["kind"]).column("kind").combine_chunks()
-        if not len(kind):
-            continue
-        words = kind.dictionary.to_pylist()
-        idx = numpy_of(kind.indices)
-        n = np.bincount(idx, minlength=len(words))
-        present, first = np.unique(idx, return_index=True)
-        for j in np.argsort(first, kind="stable").tolist():
-            code = int(present[j])
-            counts[words[code]] = counts.get(words[code], 0) + int(n[code])
-        if "device_free" in words:
-            code = words.index("device_free")
-            folio = _np(stream.read(file, pf, index, ["folio"]), "folio")
-            devices.append(folio[idx == code])
-    ordered = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-    return ordered, (np.unique(np.concatenate(devices)) if devices else np.zeros(0, np.uint64))
-
-
-def _set_of(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    hk, hv = new_map(2 * len(keys) + 16)
-    for key in keys.tolist():
-        h_insert(hk, hv, np.uint64(key), 1)
-    return hk, hv
-
-
-def _new_state(cfg, kl1, devices, observed, rows: int, ring: int) -> State:
-    fcap = min(max(rows, 16), 1 << 14)
-    fhk, fhv = new_map(2 * fcap)
-    mhk, mhv = new_map(64)
-    thk, thv = new_map(64)
-    phk, phv = new_map(64)
-    dhk, dhv = _set_of(devices)
-    ohk, ohv = _set_of(np.array(sorted(observed), np.uint64))
-    sc = np.zeros(NS, np.int64)
-    sc[S_FIRST_TS] = -1
-    sc[S_LAST_SEQ] = -1
-    sc[S_LAST_ACT] = -1
-    nitems, nkinds = len(ITEMS_FIXED) + 8, len(kl1)
-    return State(
-        fhk, fhv, np.zeros((fcap, NF), np.int64), np.zeros(fcap, np.uint64), np.zeros(fcap, np.int64),
-        mhk, mhv, np.zeros((16, NM), np.int64), np.zeros(16, np.int64), np.zeros((16, nitems), np.int64),
-        np.zeros((16, nitems), np.int64), np.zeros((16, nkinds, 3), np.int64), np.zeros((16, nitems, 3), np.int64),
-        thk, thv, np.zeros((16, NT), np.int64), np.zeros(16, np.int64),
-        phk, phv, np.zeros((16, NP), np.int64), dhk, dhv, ohk, ohv,
-        np.zeros(ring + 2 * MARGIN, np.uint64), np.zeros(ring + 2 * MARGIN, np.int64),
-        sc, np.zeros(NR, np.int64), np.zeros(NR, np.int64), np.zeros(NR, np.int64),
-        np.zeros((1024, NX), np.int64), np.zeros((256, NU), np.int64), cfg, kl1,
-    )
-
-
-def _rows(a: np.ndarray, need: int) -> np.ndarray:
-    """``a`` with at least ``need`` rows (doubling), old rows kept."""
-    if a.shape[0] >= need:
-        return a
-    out = np.zeros((max(need, 2 * a.shape[0]),) + a.shape[1:], a.dtype)
-    out[: a.shape[0]] = a
-    return out
-
-
-def _cols(a: np.ndarray, need: int) -> np.ndarray:
-    """``a`` with at least ``need`` columns (axis 1), old columns kept."""
-    if a.shape[1] >= need:
-        return a
-    out = np.zeros((a.shape[0], max(need, 2 * a.shape[1])) + a.shape[2:], a.dtype)
-    out[:, : a.shape[1]] = a
-    return out
-
-
-def _make_room(st: State, items: int, kinds: int) -> State:
-    sc = st.sc
-    nf = int(sc[S_FH_N]) + 2 * MARGIN
-    fhk, fhv = grown(st.fhk, st.fhv, nf)
-    free_rows = int(sc[S_FFREE]) + st.fd.shape[0] - int(sc[S_FHW])
-    fd, fkey, ffree = st.fd, st.fkey, st.ffree
-    if free_rows < 2 * MARGIN:
-        need = int(sc[S_FHW]) + 2 * MARGIN
-        fd, fkey, ffree = _rows(fd, need), _rows(fkey, need), _rows(ffree, need)
-    nm = int(sc[S_NMEMCG]) + 2 * MARGIN
-    nt = int(sc[S_NTID]) + 2 * MARGIN
-    npid = int(sc[S_NPID]) + 2 * MARGIN
-    return st._replace(
-        fhk=fhk, fhv=fhv, fd=fd, fkey=fkey, ffree=ffree,
-        **_grow_map(st, "mhk", "mhv", nm),
-        md=_rows(st.md, nm), mkey=_rows(st.mkey, nm), mcnt=_cols(_rows(st.mcnt, nm), items),
-        mrows=_cols(_rows(st.mrows, nm), items), l1k=_cols(_rows(st.l1k, nm), kinds),
-        l1i=_cols(_rows(st.l1i, nm), items), **_grow_map(st, "thk", "thv", nt), td=_rows(st.td, nt),
-        tkey=_rows(st.tkey, nt), **_grow_map(st, "phk", "phv", npid), pd=_rows(st.pd, npid),
-        fb=_rows(st.fb, int(sc[S_NFIND]) + 2 * MARGIN), ub=_rows(st.ub, int(sc[S_NUNP]) + nt),
-    )
-
-
-def _grow_map(st: State, k: str, v: str, need: int) -> dict:
-    keys, vals = grown(getattr(st, k), getattr(st, v), need)
-    return {k: keys, v: vals}
-
-
 def _config(ctx: RuleContext, automaton: Automaton, era, ring: int) -> np.ndarray:
     cfg = np.zeros(NC, np.int64)
     cfg[C_FORCE] = era.migrate == FORCE
@@ -225,7 +124,7 @@ class _Run:
         self.model = Model(self.era, frozenset(), meta.page_size)
         self.ctx = RuleContext(self.model, meta, self.era)
         self.automaton = Automaton(self.ctx, ALL_RULES)
-        self.kinds_count, devices = _prepass(stream)
+        self.kinds_count, *device_frees = prepass(stream)
         why = check_reference(set(self.kinds_count))
         if why:
             raise Unsupported(why)
@@ -239,7 +138,7 @@ class _Run:
         observed = {m for m in set(scope.parents) | {scope.memcg} if self.ctx.observed_from_creation(m)}
         self.ledger_rule = next((r for r in self.automaton.active if r.id == "L1"), None)
         kl1 = np.zeros(len(KINDS) + 64, np.int64)
-        self.st = _new_state(cfg, kl1, devices, observed, stream.num_rows, ring)
+        self.st = new_state(cfg, kl1, device_frees, observed, stream.num_rows, ring)
         self.checker = RowChecker(str(stream.path), meta)
         self.windows: list[LostWindow] = []
         self.progress = config.progress
@@ -255,7 +154,7 @@ class _Run:
             ev = Events(_i64(table, "seq"), _i64(table, "ts_ns"), _np(table, "cpu"), _np(table, "pid"),
                         _np(table, "tid"), kind, _np(table, "folio"), _np(table, "folio_new"),
                         _np(table, "nr_pages"), _i64(table, "memcg"), _i64(table, "memcg_new"), _np(table, "ret"),
-                        item, _np(table, "value"), _i64(table, "span_ns"))
+                        item, _np(table, "value"), _i64(table, "span_ns"), _np(table, "pgmap_ops"))
             lost = kind == K_LOST
             self.checker.feed(ev.seq.view(np.uint64), lost, ev.value, ev.ts.view(np.uint64))
             if lost.any():
@@ -268,7 +167,7 @@ class _Run:
                 if row >= n:
                     break
                 if why == STOP_ROOM:
-                    self.st = _make_room(self.st, len(self.items.names), self.st.kl1.shape[0])
+                    self.st = make_room(self.st, len(self.items.names), self.st.kl1.shape[0])
                 elif why == STOP_SAMPLE:
                     row = self._samples(ev, row, n)
                 elif why == STOP_ORDER:
@@ -279,13 +178,13 @@ class _Run:
     def _grow_codes(self) -> None:
         st = self.st
         if len(self.kinds.names) > st.kl1.shape[0]:
-            self.st = st = st._replace(kl1=_rows(st.kl1, 2 * len(self.kinds.names)))
+            self.st = st = st._replace(kl1=grow_rows(st.kl1, 2 * len(self.kinds.names)))
         handles = set(self.ledger_rule.handles) if self.ledger_rule is not None else set()
         for code, name in enumerate(self.kinds.names):
             st.kl1[code] = name in handles
         nitems = len(self.items.names)
         if nitems > st.mcnt.shape[1] or st.kl1.shape[0] > st.l1k.shape[1]:
-            self.st = _make_room(st, nitems, st.kl1.shape[0])
+            self.st = make_room(st, nitems, st.kl1.shape[0])
 
     def _lost_windows(self, ev: Events, lost: np.ndarray) -> None:
         at = np.flatnonzero(lost).tolist()
@@ -298,7 +197,7 @@ class _Run:
         return Event(int(ev.seq.view(np.uint64)[i]), int(ev.ts.view(np.uint64)[i]), int(ev.cpu[i]), int(ev.pid[i]),
                      int(ev.tid[i]), "", self.kinds.names[ev.kind[i]], "", int(ev.folio[i]), int(ev.folio_new[i]),
                      int(ev.nr[i]), as_uint64(int(ev.memcg[i])), as_uint64(int(ev.memcg_new[i])), 0, int(ev.ret[i]),
-                     self.items.names[ev.item[i]], int(ev.value[i]), as_uint64(int(ev.span[i])))
+                     self.items.names[ev.item[i]], int(ev.value[i]), as_uint64(int(ev.span[i])), int(ev.pgmap[i]))
 
     def _samples(self, ev: Events, row: int, n: int) -> int:
         """Recorder sample rows from ``row`` on: the reference rules and Model apply
@@ -350,13 +249,15 @@ class _Run:
     def _sync_end(self) -> None:
         """What the rules' finish() reads beyond the ledgers: the folios still
         charged (in first-seen order, as a dict keeps them), the processes, the
-        device frees whose uncharge never came."""
+        device frees whose uncharge never came, the per-driver figures."""
         st, model = self.st, self.model
         sc = st.sc
         hw = int(sc[S_FHW])
         fd = st.fd[:hw]
         live = np.flatnonzero((fd[:, F_MEMCG] != 0) & _in_map(st, hw))
         live = live[np.argsort(fd[live, F_ORD], kind="stable")]
+        # What drivers.driver_rows reads of the model: the tally, and which charged folios are device folios.
+        model.drivers, model.device_folios = tally_of(st, st.fkey[live])
         model.folios = {
             int(st.fkey[f]): FolioState(as_uint64(r[F_MEMCG]), r[F_NR], VIA_NAMES[r[F_VIA]], r[F_SEQ], r[F_TS],
                                         r[F_PID], bool(r[F_IN]), r[F_MIG])
@@ -366,8 +267,8 @@ class _Run:
         prow = st.phv[st.phv >= 0]
         model.exited_pids = set(pids[st.pd[prow, P_EXITED] != 0].astype(np.int64).tolist())
         model.forked_pids = set(pids[st.pd[prow, P_FORKED] != 0].astype(np.int64).tolist())
-        st2 = _make_room(st, len(self.items.names), st.kl1.shape[0])
-        st2 = st2._replace(ub=_rows(st2.ub, int(sc[S_NUNP]) + int(sc[S_NTID]) + 1))
+        st2 = make_room(st, len(self.items.names), st.kl1.shape[0])
+        st2 = st2._replace(ub=grow_rows(st2.ub, int(sc[S_NUNP]) + int(sc[S_NTID]) + 1))
         self.st = st = st2
         flush_pending(st)
         unpaired = st.ub[: st.sc[S_NUNP]]
@@ -376,7 +277,7 @@ class _Run:
         model.device_free_pairs = [
             DeviceFreePair(Event(as_uint64(u[U_SEQ]), as_uint64(u[U_TS]), u[U_CPU], u[U_PID], u[U_TID], "",
                                  "device_free", "", as_uint64(u[U_FOLIO]), 0, u[U_NR], as_uint64(u[U_MEMCG]), 0, 0,
-                                 0, "", u[U_VALUE], 0),
+                                 0, "", u[U_VALUE], 0, as_uint64(u[U_PGMAP])),
                            -1, u[U_ENDED_SEQ], names[u[U_ENDED_KIND]] if u[U_ENDED_SEQ] >= 0 else "")
             for u in unpaired.tolist()
         ]

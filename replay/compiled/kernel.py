@@ -14,16 +14,17 @@ from numba import njit
 
 from .cache import LOOP
 from .layout import (
-    S_FFREE, S_FH_N, S_FHW, S_LAST_SEQ, S_NFIND, S_NMEMCG, S_NPID, S_NTID, S_NUNP, S_RING_N, S_STOP, STOP_ORDER,
-    STOP_ROOM, STOP_SAMPLE, T_PEND_ON,
+    S_FFREE, S_FH_N, S_FHW, S_LAST_SEQ, S_NDRV, S_NFIND, S_NMEMCG, S_NPID, S_NTID, S_NUNP, S_RING_N, S_STOP,
+    STOP_ORDER, STOP_ROOM, STOP_SAMPLE, T_PEND_ON,
 )
-from .model import apply, evict, free_without_uncharge, is_sample
+from .model import apply, free_without_uncharge
 from .rules import check
+from .state import evict, is_sample
 
 __all__ = ["run", "flush_pending", "MARGIN"]
 
 #: Room kept free before each row: a row adds at most 3 folio states, 3 memcgs,
-#: 1 thread, 2 processes, 5 findings and 1 unpaired device free.
+#: 1 thread, 2 processes, 5 findings, 1 unpaired device free and 1 driver.
 MARGIN = 8
 
 
@@ -36,7 +37,8 @@ def room(st):
             and sc[S_NTID] + MARGIN <= st.td.shape[0] and 2 * (sc[S_NTID] + MARGIN) <= st.thk.shape[0]
             and sc[S_NPID] + MARGIN <= st.pd.shape[0] and 2 * (sc[S_NPID] + MARGIN) <= st.phk.shape[0]
             and sc[S_NFIND] + MARGIN <= st.fb.shape[0] and sc[S_NUNP] + MARGIN <= st.ub.shape[0]
-            and sc[S_RING_N] + MARGIN <= st.ringk.shape[0])
+            and sc[S_RING_N] + MARGIN <= st.ringk.shape[0]
+            and sc[S_NDRV] + MARGIN <= st.dc.shape[0] and 2 * (sc[S_NDRV] + MARGIN) <= st.ghk.shape[0])
 
 
 @njit(**LOOP)

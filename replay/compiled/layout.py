@@ -39,24 +39,29 @@ VIA_NAMES = (_model.VIA_CHARGE, _model.VIA_TRANSFER, _model.VIA_FORCE, _model.VI
              _model.VIA_UNCHARGE, _model.VIA_TRANSFERRED_AWAY)
 V_CHARGE, V_TRANSFER, V_FORCE, V_PRE, V_UNCHARGE, V_AWAY = range(6)
 
-# -- per-folio fields (FolioState)
-F_MEMCG, F_NR, F_VIA, F_SEQ, F_TS, F_PID, F_IN, F_MIG, F_ORD = range(9)
-NF = 9
+# -- per-folio fields (FolioState; F_LAST is its last_memcg)
+F_MEMCG, F_NR, F_VIA, F_SEQ, F_TS, F_PID, F_IN, F_MIG, F_ORD, F_LAST = range(10)
+NF = 10
 # -- per-memcg fields: MemcgLedger's numbers, and the counter rules' running state
 (M_EXISTS, M_CHARGED, M_FORCE, M_UNCHARGED, M_PRE, M_TIN, M_TOUT, M_LIVE, M_SPLIT, M_SPLIT_EXTRA, M_OBS,
  M_PG_SEEN, M_PG_IN, M_PG_OUT, M_PG_UNDER, M_ANON_ORD, M_ANON_RUN, M_ANON_UNDER) = range(18)
 NM = 18
-# -- per-thread fields: migrate window, device-fault window, pending device free
-(T_MIG_ON, T_MIG_SEQ, T_MIG_TS, T_MIG_ITEM, T_MIG_XFERS, T_FLT_ON, T_FLT_SEQ, T_FLT_TS,
- T_PEND_ON, T_P_SEQ, T_P_TS, T_P_FOLIO, T_P_MEMCG, T_P_NR, T_P_PID, T_P_VALUE, T_P_CPU) = range(17)
-NT = 17
+# -- per-thread fields: migrate window, device-fault window (T_FLT_DRV: its driver's row in
+#    ``dc``), pending device free
+(T_MIG_ON, T_MIG_SEQ, T_MIG_TS, T_MIG_ITEM, T_MIG_XFERS, T_FLT_ON, T_FLT_SEQ, T_FLT_TS, T_FLT_DRV,
+ T_PEND_ON, T_P_SEQ, T_P_TS, T_P_FOLIO, T_P_MEMCG, T_P_NR, T_P_PID, T_P_VALUE, T_P_CPU, T_P_PGMAP) = range(19)
+NT = 19
+# -- per-driver figures (replay/drivers.py DriverTally), one row per pgmap_ops id met; row 0 is
+#    id 0. D_SEEN: a figure was added (a DriverTally dict has the key, even when the sum is 0)
+D_FAULTS, D_TO_DEVICE, D_FROM_DEVICE, D_FREED, D_SEEN = range(5)
+ND = 5
 # -- per-process flags
 P_FORKED, P_EXITED = 0, 1
 NP = 2
 # -- scalars
 (S_FIRST_TS, S_LAST_SEQ, S_LAST_TS, S_LAST_ACT, S_FH_N, S_FHW, S_FFREE, S_NMEMCG, S_NTID, S_NPID, S_ORD,
- S_NFIND, S_NUNP, S_RING_HEAD, S_RING_N, S_FORGOTTEN, S_ANON_ORD, S_STOP) = range(18)
-NS = 18
+ S_NFIND, S_NUNP, S_RING_HEAD, S_RING_N, S_FORGOTTEN, S_ANON_ORD, S_STOP, S_NDRV) = range(19)
+NS = 19
 # -- why the loop stopped before the end of a batch
 STOP_ROOM, STOP_SAMPLE, STOP_ORDER = 1, 2, 3
 # -- configuration
@@ -67,8 +72,8 @@ NC = C_ACTIVE + NR
 X_RULE, X_SEQ, X_TS, X_FOLIO, X_MEMCG, X_SINCE, X_REL, X_MSG, X_A0 = range(9)
 NX = X_A0 + 5
 # -- one device free whose uncharge did not come (DeviceFreePair with uncharge_seq -1)
-(U_SEQ, U_TS, U_CPU, U_PID, U_TID, U_FOLIO, U_NR, U_MEMCG, U_VALUE, U_ENDED_SEQ, U_ENDED_KIND) = range(11)
-NU = 11
+(U_SEQ, U_TS, U_CPU, U_PID, U_TID, U_FOLIO, U_NR, U_MEMCG, U_VALUE, U_ENDED_SEQ, U_ENDED_KIND, U_PGMAP) = range(12)
+NU = 12
 
 # -- message codes (results.py renders them in the reference rules' words)
 (MSG_R1, MSG_R2, MSG_NEVER, MSG_DOUBLE, MSG_WRONG_MEMCG, MSG_VANISHED, MSG_R4_AWAY, MSG_R4_FORCE_SRC,

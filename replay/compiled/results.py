@@ -13,7 +13,7 @@ import numpy as np
 from chargetrace.replay.findings import Finding
 
 from .layout import (
-    KINDS, MSG_ANON_UNDER, MSG_DOUBLE, MSG_NEVER, MSG_PGPG_UNDER, MSG_R1, MSG_R2, MSG_R4_AWAY, MSG_R4_COUNT,
+    MSG_ANON_UNDER, MSG_DOUBLE, MSG_NEVER, MSG_PGPG_UNDER, MSG_R1, MSG_R2, MSG_R4_AWAY, MSG_R4_COUNT,
     MSG_R4_DEST_CHARGED, MSG_R4_DEST_UNCHARGED, MSG_R4_FORCE_SRC, MSG_R4_OLD_UNCHARGED, MSG_R4_TRANSFER_MISSING,
     MSG_R5_MOVED, MSG_R5_OLD, MSG_R5_WRONG_MEMCG, MSG_R6_DOUBLE, MSG_R7, MSG_R8_CHARGE, MSG_R8_OOM, MSG_R9,
     MSG_R9_VANISHED, MSG_R11, MSG_R12_DEVICE, MSG_R12_UNCHARGED, MSG_VANISHED, MSG_WRONG_MEMCG, RULE_IDS,
@@ -99,7 +99,7 @@ def _message(code: int, memcg: int, a: list[int], era: str, kind_name, item_name
     if code == MSG_R12_DEVICE:  # lru.py NoLruForUnchargedOrDevice.on_lru_insert
         return "device-private folio put on an LRU list (ZONE_DEVICE folios never go on an LRU)"
     if code == MSG_R12_UNCHARGED:
-        was = ((f"; the model last saw it {via[a[1]]} at seq {a[2]}" + (f" (memcg {a[3]})" if a[3] else ""))
+        was = ((f"; the model last saw it {via[a[1]]} at seq {a[2]}" + (f" (memcg {memcg})" if memcg else ""))
                if a[0] else "")
         return f"uncharged folio (memcg_data 0) put on an LRU list{was}"
     if code == MSG_PGPG_UNDER:  # counters.py PgpgBalance.on_memcg_stat

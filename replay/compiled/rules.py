@@ -5,8 +5,9 @@ One function per rule and kind, named after the reference handler it mirrors
 *before* the event and writing findings as rows of the findings buffer
 (results.py words them as the reference does). Which rule owns a disagreement
 several see follows replay/rules/blame.py, mirrored in the ``*_owner``
-helpers. End-of-trace checks and the sample rows (R3.usage, R14) are run by
-the reference code itself (driver.py).
+helpers. The counter rules and L1's sums are counters.py's; end-of-trace
+checks and the sample rows (R3.usage, R14) are run by the reference code
+itself (driver.py).
 """
 
 from __future__ import annotations
@@ -16,64 +17,22 @@ from numba import njit
 
 from .cache import INLINE
 from .layout import (
-    C_ACTIVE, C_ATT_CHARGE, C_ATT_SPLIT, C_ATT_TRANSFER, C_FORCE, C_REFCOUNT, F_MEMCG, F_MIG, F_NR, F_SEQ,
-    F_TS, F_VIA, I_ANON, I_PGPGIN, I_PGPGOUT, K_CHARGE, K_DEVICE_FAULT_DONE, K_DEVICE_FREE, K_FORK,
-    K_LRU_INSERT, K_MEMCG_STAT, K_MIGRATE_PAGES, K_REPLACE, K_TRANSFER, K_UNCHARGE, L1, M_ANON_ORD,
-    M_ANON_RUN, M_ANON_UNDER, M_LIVE, M_OBS, M_PG_IN, M_PG_OUT, M_PG_SEEN, M_PG_UNDER, M_SPLIT_EXTRA,
-    MSG_ANON_UNDER, MSG_DOUBLE, MSG_NEVER, MSG_PGPG_UNDER, MSG_R1, MSG_R2, MSG_R4_AWAY, MSG_R4_COUNT,
-    MSG_R4_DEST_CHARGED, MSG_R4_DEST_UNCHARGED, MSG_R4_FORCE_SRC, MSG_R4_OLD_UNCHARGED,
-    MSG_R4_TRANSFER_MISSING, MSG_R5_MOVED, MSG_R5_OLD, MSG_R5_WRONG_MEMCG, MSG_R6_DOUBLE, MSG_R7,
-    MSG_R8_CHARGE, MSG_R8_OOM, MSG_R9, MSG_R9_VANISHED, MSG_R11, MSG_R12_DEVICE, MSG_R12_UNCHARGED,
-    MSG_VANISHED, MSG_WRONG_MEMCG, R1, R2, R3, R3PGPG, R4, R5, R6, R7, R8, R9, R11, R12, R13ANON, S_ANON_ORD,
-    S_FIRST_TS, S_NFIND, T_FLT_ON, T_FLT_SEQ, T_FLT_TS, T_MIG_ITEM, T_MIG_ON, T_MIG_SEQ, T_MIG_TS,
+    C_ATT_CHARGE, C_ATT_TRANSFER, C_FORCE, C_REFCOUNT, F_LAST, F_MEMCG, F_MIG, F_NR, F_SEQ, F_TS, F_VIA, K_CHARGE,
+    K_DEVICE_FAULT_DONE, K_DEVICE_FREE, K_FORK, K_LRU_INSERT, K_MEMCG_STAT, K_MIGRATE_PAGES, K_REPLACE, K_TRANSFER,
+    K_UNCHARGE, L1, MSG_DOUBLE, MSG_NEVER, MSG_R1, MSG_R11, MSG_R12_DEVICE, MSG_R12_UNCHARGED, MSG_R2, MSG_R4_AWAY,
+    MSG_R4_COUNT, MSG_R4_DEST_CHARGED, MSG_R4_DEST_UNCHARGED, MSG_R4_FORCE_SRC, MSG_R4_OLD_UNCHARGED,
+    MSG_R4_TRANSFER_MISSING, MSG_R5_MOVED, MSG_R5_OLD, MSG_R5_WRONG_MEMCG, MSG_R6_DOUBLE, MSG_R7, MSG_R8_CHARGE,
+    MSG_R8_OOM, MSG_R9, MSG_R9_VANISHED, MSG_VANISHED, MSG_WRONG_MEMCG, M_LIVE, R1, R11, R12, R13ANON, R2, R3,
+    R3PGPG, R4, R5, R6, R7, R8, R9, S_FIRST_TS, T_FLT_ON, T_FLT_SEQ, T_FLT_TS, T_MIG_ON, T_MIG_SEQ, T_MIG_TS,
     T_MIG_XFERS, V_AWAY, V_CHARGE, V_FORCE, V_TRANSFER,
 )
-from .model import folio_slot, is_device, ledger, ledger_get, memcg_row, pid_flag, split_credit, tid_row
+from .counters import anon_on_memcg_stat, l1_count, pgpg_on_memcg_stat
+from .model import split_credit
+from .state import active, check_one, folio_slot, is_device, ledger, observed, pid_flag, report, tid_row
 
 __all__ = ["check"]
 
 _VM_FAULT_OOM = 0x1  # include/linux/mm_types.h enum vm_fault_reason (replay/rules/fault.py)
-
-
-@njit(**INLINE)
-def report(st, rule, seq, ts, folio, memcg, since, related, msg, a0, a1, a2, a3, a4):
-    """Rule.report: one row of the findings buffer (related = -1: none)."""
-    n = st.sc[S_NFIND]
-    x = st.fb[n]
-    x[0] = rule
-    x[1] = seq
-    x[2] = ts
-    x[3] = np.int64(folio)
-    x[4] = memcg
-    x[5] = since
-    x[6] = related
-    x[7] = msg
-    x[8] = a0
-    x[9] = a1
-    x[10] = a2
-    x[11] = a3
-    x[12] = a4
-    st.sc[S_NFIND] = n + 1
-
-
-@njit(**INLINE)
-def check_one(st, rule, pages, substantive):
-    """Rule.check."""
-    st.chk[rule] += 1
-    st.pg[rule] += pages
-    if substantive:
-        st.sub[rule] += 1
-
-
-@njit(**INLINE)
-def active(st, rule):
-    return st.cfg[C_ACTIVE + rule] != 0
-
-
-@njit(**INLINE)
-def observed(st, memcg):
-    """RuleContext.observed_from_creation (the flag is set when the memcg's row is made)."""
-    return st.md[memcg_row(st, memcg), M_OBS] != 0
 
 
 # -- blame.py ----------------------------------------------------------------------------
@@ -170,46 +129,6 @@ def r3_on_device_free(st, seq, ts, kind, folio, memcg):
     f = folio_slot(st, folio)
     if memcg == 0 and f >= 0 and st.fd[f, F_MEMCG] != 0:
         r3_vanished(st, seq, ts, kind, folio, f)
-
-
-# -- counters.py ---------------------------------------------------------------------------
-@njit(**INLINE)
-def pgpg_on_memcg_stat(st, seq, ts, memcg, item, value):
-    if (item != I_PGPGIN and item != I_PGPGOUT) or not observed(st, memcg):
-        return
-    check_one(st, R3PGPG, 0, value != 0)
-    m = memcg_row(st, memcg)
-    md = st.md
-    md[m, M_PG_SEEN] = 1
-    if item == I_PGPGIN:
-        md[m, M_PG_IN] += value
-    else:
-        md[m, M_PG_OUT] += value
-    if not st.cfg[C_ATT_SPLIT] or md[m, M_PG_UNDER]:
-        return  # without split rows an excess of PGPGOUT may be split pieces
-    led = ledger_get(st, memcg)
-    extra = md[led, M_SPLIT_EXTRA] if led >= 0 else 0
-    balance = md[m, M_PG_IN] + extra - md[m, M_PG_OUT]
-    if balance < 0:
-        md[m, M_PG_UNDER] = 1
-        report(st, R3PGPG, seq, ts, 0, memcg, st.sc[S_FIRST_TS], -1, MSG_PGPG_UNDER, -balance, 0, 0, 0, 0)
-
-
-@njit(**INLINE)
-def anon_on_memcg_stat(st, seq, ts, memcg, item, value, span):
-    if item != I_ANON or not observed(st, memcg):
-        return
-    check_one(st, R13ANON, abs(value), value != 0)
-    m = memcg_row(st, memcg)
-    md = st.md
-    if md[m, M_ANON_ORD] == 0:  # the rule's Counter keeps first-seen order
-        st.sc[S_ANON_ORD] += 1
-        md[m, M_ANON_ORD] = st.sc[S_ANON_ORD]
-    md[m, M_ANON_RUN] += value
-    total = md[m, M_ANON_RUN]
-    if total < 0 and span == 0 and not md[m, M_ANON_UNDER]:
-        md[m, M_ANON_UNDER] = 1
-        report(st, R13ANON, seq, ts, 0, memcg, st.sc[S_FIRST_TS], -1, MSG_ANON_UNDER, total, 0, 0, 0, 0)
 
 
 # -- migration.py --------------------------------------------------------------------------
@@ -387,25 +306,11 @@ def r12_on_lru_insert(st, seq, ts, folio, nr, memcg):
         f = folio_slot(st, folio)
         d = st.fd
         if f >= 0:
-            report(st, R12, seq, ts, folio, d[f, F_MEMCG], ts, d[f, F_SEQ], MSG_R12_UNCHARGED, 1, d[f, F_VIA],
-                   d[f, F_SEQ], d[f, F_MEMCG], 0)
+            # The memcg the folio's charge left: the insertion's own memcg is 0 by definition.
+            was = d[f, F_MEMCG] if d[f, F_MEMCG] != 0 else d[f, F_LAST]
+            report(st, R12, seq, ts, folio, was, ts, d[f, F_SEQ], MSG_R12_UNCHARGED, 1, d[f, F_VIA], d[f, F_SEQ], was, 0)
         else:
             report(st, R12, seq, ts, folio, 0, ts, -1, MSG_R12_UNCHARGED, 0, 0, 0, 0, 0)
-
-
-# -- ledger.py -----------------------------------------------------------------------------
-@njit(**INLINE)
-def l1_count(st, kind, memcg, item, nr, value, ret, span):
-    m = memcg_row(st, memcg)
-    if kind == K_MEMCG_STAT:
-        # An aggregated row (span_ns > 0) carries its hit count in ret.
-        st.l1i[m, item, 0] += ret if span else 1
-        st.l1i[m, item, 1] += value
-        st.l1i[m, item, 2] = 1  # the key exists (its sums may be 0)
-    else:
-        st.l1k[m, kind, 0] += 1
-        st.l1k[m, kind, 1] += nr
-        st.l1k[m, kind, 2] = 1
 
 
 @njit(**INLINE)

@@ -16,7 +16,7 @@ from numba import njit
 
 from .cache import INLINE, JIT
 
-__all__ = ["new_map", "grown", "h_find", "h_insert", "h_delete"]
+__all__ = ["new_map", "grown", "h_find", "h_insert", "h_delete", "insert_all", "find_all"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -82,6 +82,22 @@ def _rehash(keys, vals, nkeys, nvals):
     for i in range(keys.shape[0]):
         if vals[i] >= 0:
             h_insert(nkeys, nvals, keys[i], vals[i])
+
+
+@njit(**JIT)
+def insert_all(keys, vals, new_keys, new_vals):
+    """h_insert of every (key, value) pair: absent, distinct keys."""
+    for i in range(new_keys.shape[0]):
+        h_insert(keys, vals, new_keys[i], new_vals[i])
+
+
+@njit(**JIT)
+def find_all(keys, vals, wanted):
+    """h_find of every key of ``wanted``."""
+    out = np.empty(wanted.shape[0], np.int64)
+    for i in range(wanted.shape[0]):
+        out[i] = h_find(keys, vals, wanted[i])
+    return out
 
 
 def new_map(capacity: int) -> tuple[np.ndarray, np.ndarray]:
