@@ -29,7 +29,6 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +224,8 @@ def replay_fleet(spec: str | os.PathLike[str], options: dict[str, Any] | None = 
     if jobs == 1 or len(paths) == 1:
         results = [_replay_star(w) for w in work]
     else:
+        from concurrent.futures import ProcessPoolExecutor  # not on a single trace's path (start-up)
+
         with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
             results = list(pool.map(_replay_star, work))
     return FleetReport(str(spec), results)

@@ -325,3 +325,16 @@ def test_cli_falls_back_with_one_line_notice(tmp_path):
     assert len(lines) == 1 and "reference engine" in lines[0], out.stderr
     assert json.loads(out.stdout)["verdict"]
 
+
+def test_small_replay_imports_neither_pandas_nor_numba():
+    """Start-up of a small trace's replay (BENCHMARKS.md): no pandas (pyarrow.compute and
+    pyarrow's array builders import it), no numba, no process pool; a schema-1 trace's
+    missing pgmap_ops column is filled without them too."""
+    probe = ("import sys\nfrom chargetrace.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('pandas', 'pyarrow.compute', 'numba', 'concurrent.futures.process') "
+             "if m in sys.modules), file=sys.stderr)\n")
+    for name in ("synthetic-hmm-lifecycle-6.7.parquet", "workload-6.1-limit-migrate.parquet"):
+        out = subprocess.run([sys.executable, "-c", probe, "replay", "--json", str(ROOT / "traces" / name)],
+                             capture_output=True, text=True, timeout=300)
+        assert out.stderr.strip().splitlines()[-1] == "[]", out.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["numpy_of", "longest_string", "value_counts", "kind_mask"]
+__all__ = ["numpy_of", "longest_string", "value_counts", "kind_mask", "constant_array"]
 
 
 def _one(array: pa.Array) -> np.ndarray:
@@ -80,3 +80,19 @@ def kind_mask(values: pa.ChunkedArray | pa.Array, word: str) -> np.ndarray:
         else:
             parts.append(np.array([w == word for w in chunk.to_pylist()], bool))
     return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
+def constant_array(value: int | str, typ: pa.DataType, n: int) -> pa.Array:
+    """``n`` copies of ``value`` as an array of ``typ`` (a column an older trace
+    lacks, filled with its default), built from buffers: ``pa.repeat`` and
+    ``pa.array`` import pandas. Integer and dictionary-of-string types; any
+    other goes through ``pa.repeat``."""
+    if pa.types.is_integer(typ):
+        return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(np.full(n, value, np.dtype(typ.to_pandas_dtype())))])
+    if pa.types.is_dictionary(typ) and pa.types.is_string(typ.value_type) and pa.types.is_integer(typ.index_type):
+        word = str(value).encode()
+        offsets = pa.py_buffer(np.array([0, len(word)], np.int32))
+        words = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(word)])
+        indices = pa.py_buffer(np.zeros(n, np.dtype(typ.index_type.to_pandas_dtype())))
+        return pa.DictionaryArray.from_buffers(typ, n, [None, indices], words)
+    return pa.repeat(pa.scalar(value, typ), n)

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .arrays import longest_string, numpy_of
+from .arrays import constant_array, longest_string, numpy_of
 from .errors import ChargetraceError
 from .integrity import Integrity, check_rows
 from .metadata import TraceMeta
@@ -220,7 +220,7 @@ def _conform(file: Path, table: pa.Table, version: int) -> tuple[pa.Table, list[
         else:
             if version >= COLUMN_SINCE.get(fld.name, 0):
                 filled.append(fld.name)
-            col = pa.repeat(pa.scalar(COLUMN_DEFAULTS[fld.name], fld.type), table.num_rows)
+            col = constant_array(COLUMN_DEFAULTS[fld.name], fld.type, table.num_rows)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA.remove_metadata()), filled
 
@@ -357,7 +357,7 @@ class TraceStream:
             else:
                 if self.versions.get(file, 0) >= COLUMN_SINCE.get(name, 0):
                     self.missing_columns.add(name)
-                col = pa.repeat(pa.scalar(COLUMN_DEFAULTS[name], fld.type), table.num_rows)
+                col = constant_array(COLUMN_DEFAULTS[name], fld.type, table.num_rows)
             arrays.append(col)
             fields.append(fld)
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
