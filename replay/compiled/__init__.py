@@ -2,8 +2,8 @@
 
 ``replay_compiled(path, config)`` returns the same :class:`Report` as
 :func:`chargetrace.replay.replay` (verdict, findings, coverage, per-memcg
-ledger; tests/test_engines.py proves it on every shipped trace, every mutation
-and generated streams), streaming the trace batch by batch with per-folio
+ledger, per-driver figures; tests/test_engines.py proves it on every shipped
+trace, every mutation and generated streams), streaming the trace batch by batch with per-folio
 state in flat arrays. The reference model (replay/model.py, replay/rules/)
 stays the specification: each compiled function names the reference method it
 mirrors. Limits: the rule list and the schema kinds are fixed here
