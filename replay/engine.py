@@ -27,8 +27,8 @@ from .model import Model
 from .report import Report, build_report
 from .rules import ALL_RULES
 
-__all__ = ["replay", "replay_file", "choose_engine", "LostWindow", "lost_windows", "iter_events",
-           "mark_inconclusive"]
+__all__ = ["replay", "replay_file", "choose_engine", "LostWindow", "lost_windows", "missed_windows",
+           "iter_events", "mark_inconclusive"]
 
 _CHUNK = 16 * 1024
 
@@ -40,15 +40,52 @@ class LostWindow:
     count: int
     start_ns: int
     end_ns: int
+    #: The rules whose findings it can undermine (None: every rule).
+    rules: frozenset[str] | None = None
+    #: Why events are missing, for the report's notes ("" for a ``lost`` row: the ring was full).
+    why: str = ""
 
     def overlaps(self, start_ns: int, end_ns: int) -> bool:
         return self.start_ns <= end_ns and start_ns <= self.end_ns
+
+    def undermines(self, finding) -> bool:
+        return (self.rules is None or finding.rule in self.rules) and self.overlaps(finding.since_ts_ns,
+                                                                                    finding.ts_ns)
 
 
 def lost_windows(table: pa.Table) -> list[LostWindow]:
     mask = kind_mask(table.column("kind"), "lost")
     cols = [numpy_of(table.column(name))[mask].tolist() for name in ("seq", "ts_ns", "cpu", "value", "span_ns")]
     return [LostWindow(seq, cpu, value, max(0, ts - span), ts) for seq, ts, cpu, value, span in zip(*cols)]
+
+
+#: Kinds whose rows feed only the counter rules: a skipped run of their probe cannot hide a folio's
+#: charge, uncharge, transfer or free, only a counter delta.
+_COUNTER_KINDS = frozenset({"memcg_stat", "memcg_event", "memstat", "usage"})
+_COUNTER_RULES = frozenset({"R3.pgpg", "R13.anon", "L1"})
+_WHOLE_TRACE = (0, (1 << 63) - 1)
+
+
+def missed_windows(meta) -> list[LostWindow]:
+    """Probe runs the kernel skipped (``meta.drops["missed"]``: the BPF recursion guard, which skips
+    a program that fires while another runs on the same CPU, e.g. an uncharge in an interrupt that
+    lands inside a probe). The events those runs would have written are missing at unknown places,
+    so each gives a window over the whole trace: for every rule when the probe records folio events,
+    for the counter rules only when it records counters. The counts are system-wide (the skipped
+    run may have been another cgroup's), so a finding they touch is inconclusive, not disproved."""
+    missed = ((meta.drops or {}).get("missed") or {}) if isinstance(meta.drops, dict) else {}
+    kind_of = {p.get("probe"): p.get("kind", "") for p in (meta.probes or []) if isinstance(p, dict)}
+    windows = []
+    for probe, count in sorted(missed.items()):
+        if not count:
+            continue
+        kind = kind_of.get(probe, "")
+        counters_only = kind in _COUNTER_KINDS
+        windows.append(LostWindow(-1, -1, int(count), *_WHOLE_TRACE,
+                                  rules=_COUNTER_RULES if counters_only else None,
+                                  why=f"the kernel skipped {count} run(s) of {probe} (BPF recursion guard; "
+                                      f"drops.missed): its {kind or 'events'} may be missing anywhere in the trace"))
+    return windows
 
 
 def device_folios(table: pa.Table) -> frozenset[int]:
@@ -87,15 +124,15 @@ def replay(trace: Trace, config: ReplayConfig | None = None) -> Report:
     automaton = Automaton(ctx, ALL_RULES)
     automaton.feed(iter_events(trace.table, config.progress))
     automaton.finish()
-    windows = lost_windows(trace.table)
+    windows = lost_windows(trace.table) + missed_windows(trace.meta)
     mark_inconclusive(ctx.findings, windows)
     return build_report(trace, automaton, windows)
 
 
 def mark_inconclusive(findings: list, windows: list[LostWindow]) -> None:
-    """A finding is inconclusive when events were lost while it built up."""
+    """A finding is inconclusive when events it depends on were lost while it built up."""
     for finding in findings:
-        finding.inconclusive = any(w.overlaps(finding.since_ts_ns, finding.ts_ns) for w in windows)
+        finding.inconclusive = any(w.undermines(finding) for w in windows)
 
 
 def _numba_missing() -> str:

@@ -64,7 +64,7 @@ from chargetrace.traces import Trace, TraceMeta
 from .automaton import Automaton, RuleContext
 from .config import ReplayConfig
 from .drivers import device_drivers
-from .engine import device_folios, iter_events, lost_windows, mark_inconclusive
+from .engine import device_folios, iter_events, lost_windows, mark_inconclusive, missed_windows
 from .eras import EraProfile, select_era
 from .findings import Finding
 from .model import NOT_IN_CALL, SAMPLE_KINDS, DeviceFreePair, FolioState, Model
@@ -410,7 +410,7 @@ def replay_partitioned(trace: Trace, buckets: int, config: ReplayConfig | None =
     else:
         outs = [_other_star(w) for w in work]
     automaton = _replay_primary(tables[PRIMARY], g, outs)
-    windows = lost_windows(trace.table)
+    windows = lost_windows(trace.table) + missed_windows(trace.meta)
     mark_inconclusive(automaton.ctx.findings, windows)
     # The report counts kinds and events over the whole trace: its kind column is all it reads of the rows.
     whole = Trace(trace.path, trace.table.select(["kind"]), trace.meta, trace.integrity)

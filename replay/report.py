@@ -231,7 +231,9 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
                 r.substance, r.pages, r.unit)
         for r in automaton.rules
     ]
-    lost = sum(w.count for w in windows)
+    # Skipped probe runs of counters only (rules set) cannot hide a folio's charge: they make the
+    # counter rules' findings inconclusive but leave the balance provable.
+    lost = sum(w.count for w in windows if w.rules is None)
     scope = ctx.scope
     notes: list[str] = []
     unseen = scope.unseen()
@@ -256,6 +258,7 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
         if verdict == BALANCED:
             verdict = INCONCLUSIVE
         notes.extend(f"trace integrity: {p}" for p in trace.integrity.problems)
+    notes.extend(w.why for w in windows if w.why)
     notes.extend(_scope_notes(automaton, trace))
     for rule in automaton.active:  # what a rule has to say beyond findings (rules/ledger.py)
         notes.extend(getattr(rule, "notes", ()))

@@ -33,7 +33,7 @@ from chargetrace.traces.integrity import RowChecker
 
 from ..automaton import Automaton, RuleContext
 from ..config import ReplayConfig
-from ..engine import LostWindow, mark_inconclusive
+from ..engine import LostWindow, mark_inconclusive, missed_windows
 from ..eras import FORCE, select_era
 from ..events import Event
 from ..model import DeviceFreePair, FolioState, MemcgLedger, Model
@@ -140,7 +140,8 @@ class _Run:
         kl1 = np.zeros(len(KINDS) + 64, np.int64)
         self.st = new_state(cfg, kl1, device_frees, observed, stream.num_rows, ring)
         self.checker = RowChecker(str(stream.path), meta)
-        self.windows: list[LostWindow] = []
+        # Probe runs the kernel skipped (drops.missed) first, then the trace's lost rows as met.
+        self.windows: list[LostWindow] = missed_windows(meta)
         self.progress = config.progress
 
     # -- the stream ------------------------------------------------------------------------
