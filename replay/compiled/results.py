@@ -16,7 +16,8 @@ from .layout import (
     MSG_ANON_UNDER, MSG_DOUBLE, MSG_NEVER, MSG_PGPG_UNDER, MSG_R1, MSG_R2, MSG_R4_AWAY, MSG_R4_COUNT,
     MSG_R4_DEST_CHARGED, MSG_R4_DEST_UNCHARGED, MSG_R4_FORCE_SRC, MSG_R4_OLD_UNCHARGED, MSG_R4_TRANSFER_MISSING,
     MSG_R5_MOVED, MSG_R5_OLD, MSG_R5_WRONG_MEMCG, MSG_R6_DOUBLE, MSG_R7, MSG_R8_CHARGE, MSG_R8_OOM, MSG_R9,
-    MSG_R9_VANISHED, MSG_R11, MSG_R12_DEVICE, MSG_R12_UNCHARGED, MSG_VANISHED, MSG_WRONG_MEMCG, RULE_IDS,
+    MSG_R9_VANISHED, MSG_R11, MSG_R12_DEVICE, MSG_R12_UNCHARGED, MSG_R15_ORDER, MSG_R15_SIZE, MSG_R15_SPLIT_MEMCG,
+    MSG_R15_SPLIT_ORDER, MSG_R15_SPLIT_SIZE, MSG_VANISHED, MSG_WRONG_MEMCG, RULE_IDS,
     VIA_NAMES, X_A0, X_FOLIO, X_MEMCG, X_MSG, X_REL, X_RULE, X_SEQ, X_SINCE, X_TS,
 )
 
@@ -108,7 +109,27 @@ def _message(code: int, memcg: int, a: list[int], era: str, kind_name, item_name
     if code == MSG_ANON_UNDER:  # counters.py AnonMappedNetsZero.on_memcg_stat
         return (f"NR_ANON_MAPPED of memcg {memcg} went negative ({a[0]} pages) although the memcg was "
                 f"observed from its creation")
+    if code == MSG_R15_ORDER:  # largefolio.py LargeFolios.on_charge and _size
+        return f"{_what(kind_name(a[0]))} of {a[1]} pages: not 1 << order"
+    if code == MSG_R15_SIZE:  # largefolio.py LargeFolios._size
+        return (f"{_what(kind_name(a[0]))} of {a[1]} pages, but the folio was charged as {a[2]} pages at seq {a[3]} "
+                f"({via[a[4]]}) and not split since")
+    if code == MSG_R15_SPLIT_ORDER:  # largefolio.py LargeFolios.on_split
+        return f"split of {a[0]} pages into pieces of {a[1]}: orders must fall (new < old)"
+    if code == MSG_R15_SPLIT_MEMCG:
+        return (f"split hands the pieces to memcg {memcg}, but the folio is charged to memcg "
+                f"{as_uint64(a[0])} since seq {a[1]}: a split moves no charge")
+    if code == MSG_R15_SPLIT_SIZE:
+        return f"split of a {a[0]}-page folio that was charged as {a[1]} pages at seq {a[2]}"
     raise AssertionError(f"message code {code}")
+
+
+#: The words LargeFolios gives each kind's row in its messages.
+_WHAT = {"device_free": "device-private free"}
+
+
+def _what(kind: str) -> str:
+    return _WHAT.get(kind, kind)
 
 
 def findings_of(rows: np.ndarray, era: str, kinds: list[str], items: list[str]) -> list[Finding]:

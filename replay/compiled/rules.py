@@ -7,7 +7,7 @@ One function per rule and kind, named after the reference handler it mirrors
 several see follows replay/rules/blame.py, mirrored in the ``*_owner``
 helpers. The counter rules and L1's sums are counters.py's; end-of-trace
 checks and the sample rows (R3.usage, R14) are run by the reference code
-itself (driver.py).
+itself (driver.py); R15's checks are largefolio.py's.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from numba import njit
 from .cache import INLINE
 from .layout import (
     C_ATT_CHARGE, C_ATT_TRANSFER, C_FORCE, C_REFCOUNT, F_LAST, F_MEMCG, F_MIG, F_NR, F_SEQ, F_TS, F_VIA, K_CHARGE,
-    K_DEVICE_FAULT_DONE, K_DEVICE_FREE, K_FORK, K_LRU_INSERT, K_MEMCG_STAT, K_MIGRATE_PAGES, K_REPLACE, K_TRANSFER,
-    K_UNCHARGE, L1, MSG_DOUBLE, MSG_NEVER, MSG_R1, MSG_R11, MSG_R12_DEVICE, MSG_R12_UNCHARGED, MSG_R2, MSG_R4_AWAY,
-    MSG_R4_COUNT, MSG_R4_DEST_CHARGED, MSG_R4_DEST_UNCHARGED, MSG_R4_FORCE_SRC, MSG_R4_OLD_UNCHARGED,
+    K_DEVICE_FAULT_DONE, K_DEVICE_FREE, K_FORK, K_LRU_INSERT, K_MEMCG_STAT, K_MIGRATE_PAGES, K_REPLACE, K_SPLIT,
+    K_TRANSFER, K_UNCHARGE, L1, MSG_DOUBLE, MSG_NEVER, MSG_R1, MSG_R11, MSG_R12_DEVICE, MSG_R12_UNCHARGED, MSG_R2,
+    MSG_R4_AWAY, MSG_R4_COUNT, MSG_R4_DEST_CHARGED, MSG_R4_DEST_UNCHARGED, MSG_R4_FORCE_SRC, MSG_R4_OLD_UNCHARGED,
     MSG_R4_TRANSFER_MISSING, MSG_R5_MOVED, MSG_R5_OLD, MSG_R5_WRONG_MEMCG, MSG_R6_DOUBLE, MSG_R7, MSG_R8_CHARGE,
-    MSG_R8_OOM, MSG_R9, MSG_R9_VANISHED, MSG_VANISHED, MSG_WRONG_MEMCG, M_LIVE, R1, R11, R12, R13ANON, R2, R3,
+    MSG_R8_OOM, MSG_R9, MSG_R9_VANISHED, MSG_VANISHED, MSG_WRONG_MEMCG, M_LIVE, R1, R11, R12, R13ANON, R15, R2, R3,
     R3PGPG, R4, R5, R6, R7, R8, R9, S_FIRST_TS, T_FLT_ON, T_FLT_SEQ, T_FLT_TS, T_MIG_ON, T_MIG_SEQ, T_MIG_TS,
     T_MIG_XFERS, V_AWAY, V_CHARGE, V_FORCE, V_TRANSFER,
 )
 from .counters import anon_on_memcg_stat, l1_count, pgpg_on_memcg_stat
+from .largefolio import r15_on_charge, r15_on_split, r15_size
 from .model import split_credit
 from .state import active, check_one, folio_slot, is_device, ledger, observed, pid_flag, report, tid_row
 
@@ -335,6 +336,8 @@ def check(st, ev, i):
             r9_on_charge(st, seq, ts, pid, tid, folio, nr, memcg, ret)
         if active(st, R11):
             r11_on_charge(st, seq, ts, pid, tid, folio, nr, memcg, ret)
+        if active(st, R15):
+            r15_on_charge(st, seq, ts, folio, nr, memcg, ret)
     elif kind == K_UNCHARGE:
         if active(st, R3):
             r3_on_uncharge(st, seq, ts, kind, folio, nr, memcg)
@@ -344,6 +347,8 @@ def check(st, ev, i):
             r5_on_uncharge(st, seq, ts, folio, memcg)
         if active(st, R6):
             r6_on_uncharge(st, seq, ts, folio, nr, memcg)
+        if active(st, R15):
+            r15_size(st, seq, ts, kind, folio, nr, memcg)
     elif kind == K_TRANSFER:
         if active(st, R3):
             r3_on_transfer(st, seq, ts, kind, folio, nr, memcg)
@@ -351,6 +356,8 @@ def check(st, ev, i):
             r4_on_transfer(st, seq, ts, folio, ev.folio_new[i], nr, memcg, ev.memcg_new[i])
         if active(st, R5):
             r5_on_transfer(st, seq, ts, folio, ev.folio_new[i], nr, memcg, ev.memcg_new[i])
+        if active(st, R15):
+            r15_size(st, seq, ts, kind, folio, nr, memcg)
     elif kind == K_REPLACE:
         if active(st, R5):
             r5_on_transfer(st, seq, ts, folio, ev.folio_new[i], nr, memcg, ev.memcg_new[i])
@@ -365,6 +372,11 @@ def check(st, ev, i):
             r7_on_device_free(st, seq, ts, folio, nr, memcg, ev.value[i])
         if active(st, R9):
             r9_on_device_free(st, seq, ts, kind, folio, memcg)
+        if active(st, R15):
+            r15_size(st, seq, ts, kind, folio, nr, memcg)
+    elif kind == K_SPLIT:
+        if active(st, R15):
+            r15_on_split(st, seq, ts, folio, nr, memcg, ev.value[i])
     elif kind == K_MEMCG_STAT:
         if active(st, R3PGPG):
             pgpg_on_memcg_stat(st, seq, ts, memcg, ev.item[i], ev.value[i])
