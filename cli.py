@@ -139,6 +139,10 @@ def main(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--era", type=click.Choice(["4.14-5.17", "5.18-6.6", "6.7+"]), default=None,
               help="Accounting era profile (default: from the trace's metadata).")
+@click.option("--engine", type=click.Choice(["auto", "compiled", "reference"]), default="auto", show_default=True,
+              help="compiled: numba, streams the trace; reference: the readable model; auto: compiled from "
+                   "200,000 events on. Per trace in a fleet too; with --buckets > 1 every bucket replays on the "
+                   "reference model.")
 @click.option("--context", type=click.IntRange(0, 1000), default=2, show_default=True,
               help="Events shown around each violation (0-1000).")
 @click.option("--limit", type=click.IntRange(0, 100_000), default=20, show_default=True,
@@ -146,9 +150,11 @@ def main(debug: bool) -> None:
 @click.option("--jobs", type=click.IntRange(0, 1024), default=0,
               help="Local processes for many traces or buckets (0: one per core).")
 @click.option("--buckets", type=click.IntRange(1, 4096), default=1, show_default=True,
-              help="Replay each trace in this many folio buckets (exact; for traces too large for one worker).")
+              help="Replay each trace in this many folio buckets on the reference model (exact; for traces "
+                   "too large for one worker).")
 @user_errors
-def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int, jobs: int, buckets: int) -> None:
+def replay(trace: Path, as_json: bool, era: str | None, engine: str, context: int, limit: int, jobs: int,
+           buckets: int) -> None:
     """Replay TRACE against the reference accounting model.
 
     TRACE may also be a directory tree or a glob of many traces (fleet replay:
@@ -159,37 +165,56 @@ def replay(trace: Path, as_json: bool, era: str | None, context: int, limit: int
     event and no non-zero counter check).
     """
     from chargetrace.replay import ReplayConfig
-    from chargetrace.replay import replay as run_replay
     from chargetrace.replay.fleet import is_fleet
-    from chargetrace.replay.render import render_report
 
-    options = {"era": era}
+    jobs = jobs or os.cpu_count() or 1
     if is_fleet(trace):
-        _replay_fleet(str(trace), options, as_json, jobs or os.cpu_count() or 1, buckets)
-    loaded = _load(trace)
+        # Each trace's worker builds its ReplayConfig from these options (replay/fleet.py).
+        _replay_fleet(str(trace), {"era": era, "engine": engine}, as_json, jobs, buckets)
+    config = ReplayConfig(era=era, engine=engine, notice=lambda line: click.echo(f"chargetrace: {line}", err=True))
     err = Console(stderr=True)
     if buckets > 1:
         from chargetrace.replay.fleet_partition import replay_partitioned
 
-        report = replay_partitioned(loaded, buckets, ReplayConfig(**options), jobs=jobs or os.cpu_count() or 1)
-    elif as_json or not err.is_terminal or loaded.num_events < 200_000:
-        report = run_replay(loaded, ReplayConfig(era=era))
+        if engine == "compiled":
+            config.notice("--buckets replays each bucket with the reference engine (the compiled engine replays "
+                          "whole traces)")
+        loaded = _load(trace)
+        report = replay_partitioned(loaded, buckets, config, jobs=jobs)
     else:
-        from rich.progress import Progress
-
-        with Progress(console=err, transient=True) as progress:
-            task = progress.add_task("replaying", total=loaded.num_events)
-            report = run_replay(loaded, ReplayConfig(era=era, progress=lambda n: progress.advance(task, n)))
+        report, loaded = _replay_one(trace, config, show_progress=not as_json and err.is_terminal)
+    if loaded is None and not as_json and (report.violations or report.inconclusive) \
+            and report.events < 5_000_000:
+        loaded = read_trace(trace)  # the events around each finding (the compiled engine streamed)
     try:
         if as_json:
             click.echo(json.dumps(report.to_json(), indent=2))
         else:
+            from chargetrace.replay.render import render_report
+
             render_report(_console(), report, loaded, context=context, limit=limit)
         sys.stdout.flush()
     except BrokenPipeError:
         # `replay t | head`: the verdict stands, whoever stopped reading.
         _quiet_stdout()
     sys.exit(report.exit_code)
+
+
+def _replay_one(trace: Path, config, *, show_progress: bool):
+    """One whole trace with the engine ``config`` asks for (replay.engine.replay_file):
+    the report and the trace when the engine loaded it (None: it streamed)."""
+    from chargetrace.replay.engine import replay_file
+    from chargetrace.traces import stream_trace
+
+    rows = stream_trace(trace).num_rows
+    if not show_progress or rows < 200_000:
+        return replay_file(trace, config, _load)
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("replaying", total=rows)
+        config.progress = lambda n: progress.advance(task, n)
+        return replay_file(trace, config, _load)
 
 
 def _replay_fleet(spec: str, options: dict, as_json: bool, jobs: int, buckets: int) -> None:

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from chargetrace.traces.arrays import kind_mask, numpy_of
 
 from .events import Event
 
@@ -44,14 +45,11 @@ UNATTRIBUTED = "unattributed (no pgmap_ops recorded)"
 
 def device_drivers(table: pa.Table) -> dict[int, int]:
     """Device folio -> its ``pgmap_ops`` id, from the trace's device frees."""
-    kind = table.column("kind")
-    kind = kind.cast(pa.string()) if pa.types.is_dictionary(kind.type) else kind
-    rows = table.filter(pc.and_(pc.equal(kind, "device_free"), pc.not_equal(table.column("pgmap_ops"), 0)))
-    if rows.num_rows == 0:
+    ops = numpy_of(table.column("pgmap_ops"))
+    rows = kind_mask(table.column("kind"), "device_free") & (ops != 0)
+    if not rows.any():
         return {}
-    folios = rows.column("folio").to_numpy()
-    ops = rows.column("pgmap_ops").to_numpy()
-    return dict(zip(folios.tolist(), ops.tolist()))
+    return dict(zip(numpy_of(table.column("folio"))[rows].tolist(), ops[rows].tolist()))
 
 
 @dataclass
@@ -91,6 +89,19 @@ class DriverTally:
 
     def device_free(self, ev: Event) -> None:
         self._add(self.freed, ev.pgmap_ops or self.folio_driver.get(ev.folio, 0), ev.nr_pages or 1)
+
+    def folio_figures(self) -> dict[str, dict[int, int]]:
+        """The figures counted from folio rows (transfers, frees): each folio's rows
+        are in one bucket of a partitioned replay (replay/fleet_partition.py), so
+        buckets' figures add up. Faults are not among them: every bucket replays
+        the device fault rows (their windows attribute migrations back)."""
+        return {"to_device": dict(self.to_device), "from_device": dict(self.from_device), "freed": dict(self.freed)}
+
+    def add(self, figures: dict[str, dict[int, int]]) -> None:
+        """Add another bucket's :meth:`folio_figures`."""
+        for name, counts in figures.items():
+            for key, n in counts.items():
+                self._add(getattr(self, name), key, n)
 
     def transfer(self, ev: Event, nr: int, fault_pgmap: int | None, device_folios: frozenset[int]) -> None:
         """A mem_cgroup_migrate(folio -> folio_new) of ``nr`` pages; ``fault_pgmap``:

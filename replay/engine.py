@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from chargetrace.traces import Trace
+from chargetrace.traces import Trace, read_trace, stream_trace
+from chargetrace.traces.arrays import kind_mask, numpy_of
 
 from .automaton import Automaton, RuleContext
-from .config import ReplayConfig
+from .config import COMPILED_FROM_EVENTS, ENGINES, ReplayConfig
 from .drivers import device_drivers
 from .eras import select_era
 from .events import Event
@@ -27,7 +27,8 @@ from .model import Model
 from .report import Report, build_report
 from .rules import ALL_RULES
 
-__all__ = ["replay", "LostWindow", "lost_windows", "mark_inconclusive", "missed_windows", "iter_events"]
+__all__ = ["replay", "replay_file", "choose_engine", "LostWindow", "lost_windows", "missed_windows",
+           "iter_events", "mark_inconclusive"]
 
 _CHUNK = 16 * 1024
 
@@ -55,16 +56,10 @@ class LostWindow:
                                                                                     finding.ts_ns)
 
 
-def _rows_of_kind(table: pa.Table, kind: str) -> pa.Table:
-    return table.filter(pc.equal(table.column("kind").cast(pa.string()), kind))
-
-
 def lost_windows(table: pa.Table) -> list[LostWindow]:
-    lost = _rows_of_kind(table, "lost").select(["seq", "ts_ns", "cpu", "value", "span_ns"]).to_pylist()
-    return [
-        LostWindow(r["seq"], r["cpu"], r["value"], max(0, r["ts_ns"] - r["span_ns"]), r["ts_ns"])
-        for r in lost
-    ]
+    mask = kind_mask(table.column("kind"), "lost")
+    cols = [numpy_of(table.column(name))[mask].tolist() for name in ("seq", "ts_ns", "cpu", "value", "span_ns")]
+    return [LostWindow(seq, cpu, value, max(0, ts - span), ts) for seq, ts, cpu, value, span in zip(*cols)]
 
 
 #: Kinds whose rows feed only the counter rules: a skipped run of their probe cannot hide a folio's
@@ -105,7 +100,7 @@ def missed_windows(meta) -> list[LostWindow]:
 
 
 def device_folios(table: pa.Table) -> frozenset[int]:
-    return frozenset(_rows_of_kind(table, "device_free").column("folio").to_pylist())
+    return frozenset(numpy_of(table.column("folio"))[kind_mask(table.column("kind"), "device_free")].tolist())
 
 
 def _column_list(column: pa.ChunkedArray) -> list:
@@ -116,9 +111,9 @@ def _column_list(column: pa.ChunkedArray) -> list:
         out: list = []
         for array in column.chunks:
             words = np.array(array.dictionary.to_pylist() or [""], dtype=object)
-            out.extend(words[array.indices.to_numpy(zero_copy_only=False)].tolist())
+            out.extend(words[numpy_of(array.indices)].tolist())
         return out
-    return column.to_numpy().tolist()
+    return numpy_of(column).tolist()
 
 
 def iter_events(table: pa.Table, progress: Callable[[int], None] | None = None) -> Iterator[Event]:
@@ -149,3 +144,46 @@ def mark_inconclusive(findings: list, windows: list[LostWindow]) -> None:
     """A finding is inconclusive when events it depends on were lost while it built up."""
     for finding in findings:
         finding.inconclusive = any(w.undermines(finding) for w in windows)
+
+
+def _numba_missing() -> str:
+    import importlib.util
+
+    return "" if importlib.util.find_spec("numba") is not None else "numba is not installed (pip install numba)"
+
+
+def choose_engine(engine: str, path) -> tuple[str, str]:
+    """("compiled" or "reference", why the compiled one was not chosen when asked for)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is none of {', '.join(ENGINES)}")
+    if engine == "reference":
+        return "reference", ""
+    if engine == "auto" and stream_trace(path).num_rows < COMPILED_FROM_EVENTS:
+        return "reference", ""  # numba's start-up would cost more than it saves
+    missing = _numba_missing()
+    return ("reference", missing) if missing else ("compiled", "")
+
+
+def replay_file(path, config: ReplayConfig | None = None,
+                load: Callable[[object], Trace] = read_trace) -> tuple[Report, Trace | None]:
+    """Replay the trace at ``path`` with ``config.engine``; the report and the
+    trace when it was loaded (the reference engine loads it whole, ``load``;
+    the compiled one streams it). Where the compiled engine was asked for but
+    cannot run, ``config.notice`` is told why in one line and the reference
+    engine replays."""
+    import sys
+
+    config = config or ReplayConfig()
+    notice = config.notice or (lambda line: print(f"chargetrace: {line}", file=sys.stderr))
+    chosen, why = choose_engine(config.engine, path)
+    if chosen == "compiled":
+        from .compiled import Unsupported, replay_compiled
+
+        try:
+            return replay_compiled(path, config), None
+        except Unsupported as exc:
+            why = f"the compiled engine cannot replay {path}: {exc}"
+    if why:
+        notice(f"{why}; replaying with the reference engine")
+    trace = load(path)
+    return replay(trace, config), trace

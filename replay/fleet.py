@@ -11,16 +11,17 @@ input), so the walk never descends into one. Any other directory is a fleet.
 runs too (replay/fleet_spark.py) — and never raises: bad input becomes an
 ``error`` result with the reader's one-line message. ``replay_fleet`` runs it
 over a process pool (``jobs``); ``replay_one`` with ``buckets`` > 1 replays one
-trace partitioned by folio bucket (replay/partition.py, exact).
+trace partitioned by folio bucket (replay/fleet_partition.py, exact).
 
 The fleet's exit code is its worst trace's, in this order (``SEVERITY``):
 violations (1) > bad input (2) > inconclusive (3) > unchecked (4) > balanced
 (0). A proven violation anywhere outranks everything; a trace that could not
 be read at all outranks one that was read but could not be proven.
 
-Replay options (``era``, and an engine choice where the installed replay has
-one) are handed to :class:`ReplayConfig` untouched, so whichever engine is the
-default replays each trace.
+Replay options (``era``, ``engine``) are handed to :class:`ReplayConfig`
+untouched, and each whole trace is replayed by ``replay.engine.replay_file``,
+so a fleet picks its engine per trace as a single replay does (``auto``: the
+compiled engine from 200,000 events on).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,19 +180,24 @@ def replay_one(path: str | os.PathLike[str], options: dict[str, Any] | None = No
 
 def replay_report(path: str | os.PathLike[str], options: dict[str, Any] | None = None, *, buckets: int = 1,
                   jobs: int = 1):
-    """The replay's own :class:`Report` for one trace path (raises ChargetraceError on bad input)."""
-    from chargetrace import replay as pkg
+    """The replay's own :class:`Report` for one trace path (raises ChargetraceError on bad input).
+
+    Whole traces go through :func:`replay.engine.replay_file`, the one owner of
+    "replay the trace at this path": it picks the engine ``options["engine"]``
+    asks for (auto: the compiled one from 200,000 events on) and falls back to
+    the reference with a one-line notice on stderr. Buckets replay on the
+    reference model (replay/fleet_partition.py)."""
     from chargetrace.traces import read_trace
 
-    config = pkg.ReplayConfig(**(options or {}))
+    from .config import ReplayConfig
+    from .engine import replay_file
+
+    config = ReplayConfig(**(options or {}))
     if buckets > 1:
-        from .partition import replay_partitioned
+        from .fleet_partition import replay_partitioned
 
         return replay_partitioned(read_trace(path), buckets, config, jobs=jobs)
-    by_path = getattr(pkg, "replay_path", None)  # an engine that streams the file itself
-    if by_path is not None:
-        return by_path(path, config)
-    return pkg.replay(read_trace(path), config)
+    return replay_file(path, config)[0]
 
 
 def result_of(path: str, part: dict[str, str], report: Any) -> TraceResult:
@@ -219,6 +224,8 @@ def replay_fleet(spec: str | os.PathLike[str], options: dict[str, Any] | None = 
     if jobs == 1 or len(paths) == 1:
         results = [_replay_star(w) for w in work]
     else:
+        from concurrent.futures import ProcessPoolExecutor  # not on a single trace's path (start-up)
+
         with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
             results = list(pool.map(_replay_star, work))
     return FleetReport(str(spec), results)

@@ -27,8 +27,9 @@ design, and why it is exact, is docs/fleet.md; in short:
   counts are added to the primary's window before R4 compares; the "last
   activity" that groups memory.stat samples is the whole trace's. At the end
   the others hand over their ledgers, the folios still charged, the device
-  frees never paired, L1's stream sums, their coverage and findings; the
-  primary then runs every rule's end-of-trace check (R4, R6, R10, R3.pgpg,
+  frees never paired, L1's stream sums, their per-driver figures of folio
+  rows (each bucket counts device faults itself: the fault rows are context),
+  their coverage and findings; the primary then runs every rule's end-of-trace check (R4, R6, R10, R3.pgpg,
   R13, R3.usage, R14, L1) once, on the merged state.
 
 Folio rules run where their folio is; counter and sample rules run in the
@@ -42,8 +43,8 @@ model state. The text of a few messages can differ from the whole replay's
 (R3/R6 "live pages would be N" name the bucket's own live count) and R10's
 ``related_seqs`` (the first 20 folios' seqs) may list other folios when more
 than 20 are outstanding in one memcg; verdict, findings (rule, seq, folio,
-memcg, kind, inconclusive), ledger rows, held rows and coverage are the
-whole replay's. A bucket with a giant component (one folio id reused by
+memcg, kind, inconclusive), ledger rows, held rows, coverage and the
+per-driver figures are the whole replay's. A bucket with a giant component (one folio id reused by
 every migration) gets that component whole: exact, not balanced.
 """
 
@@ -62,6 +63,7 @@ from chargetrace.traces import Trace, TraceMeta
 
 from .automaton import Automaton, RuleContext
 from .config import ReplayConfig
+from .drivers import device_drivers
 from .engine import device_folios, iter_events, lost_windows, mark_inconclusive, missed_windows
 from .eras import EraProfile, select_era
 from .findings import Finding
@@ -102,6 +104,7 @@ class _Global:
     meta: TraceMeta
     era: EraProfile
     device_folios: frozenset[int]
+    device_drivers: dict[int, int]  # device folio -> pgmap_ops id (replay/drivers.py)
     first_ts: int
     last_seq: int
     last_ts: int
@@ -121,6 +124,7 @@ class _BucketOut:
     charged: dict[int, FolioState] = field(default_factory=dict)
     unpaired: list[DeviceFreePair] = field(default_factory=list)
     stream: dict[tuple[int, str, str], list[int]] = field(default_factory=dict)
+    drivers: dict[str, dict[int, int]] = field(default_factory=dict)  # DriverTally.folio_figures
 
 
 # ------------------------------------------------------------------ routing
@@ -248,7 +252,7 @@ def plan_buckets(table: pa.Table, buckets: int, read: frozenset[str] | None = No
 
 # ------------------------------------------------------------------ buckets
 def _context(g: _Global) -> tuple[Model, Automaton]:
-    model = Model(g.era, g.device_folios, g.meta.page_size)
+    model = Model(g.era, g.device_folios, g.meta.page_size, g.device_drivers)
     model.first_ts = g.first_ts  # the whole trace's first event (findings' since_ts_ns)
     return model, Automaton(RuleContext(model, g.meta, g.era), ALL_RULES)
 
@@ -286,6 +290,7 @@ def _replay_other(table: pa.Table, g: _Global) -> _BucketOut:
     out.ledgers = _ledger_figures(model, every=True)
     out.charged = {f: s for f, s in model.folios.items() if s.memcg}
     out.unpaired = model.unpaired_device_frees()
+    out.drivers = model.drivers.folio_figures()
     ledger = _ledger_rule(automaton)
     out.stream = {k: list(v) for k, v in ledger.stream.items()} if ledger is not None else {}
     return out
@@ -344,6 +349,7 @@ def _merge_end(automaton: Automaton, g: _Global, outs: list[_BucketOut]) -> None
         _add(model, out.ledgers, +1)
         model.folios.update(out.charged)
         model.device_free_pairs.extend(out.unpaired)
+        model.drivers.add(out.drivers)
         ctx.findings.extend(out.findings)
         for rule_id, (checked, substance, pages) in out.coverage.items():
             rule = by_id[rule_id]
@@ -366,7 +372,7 @@ def _global(trace: Trace, config: ReplayConfig) -> _Global:
     # The last non-sample row strictly before each sample row (Model.last_activity_seq).
     last = {int(s): int(a) for s, a in zip(seq[sample].tolist(), activity[sample].tolist())}
     ts = table.column("ts_ns")
-    return _Global(trace.meta, select_era(trace.meta, config.era), device_folios(table),
+    return _Global(trace.meta, select_era(trace.meta, config.era), device_folios(table), device_drivers(table),
                    int(ts[0].as_py()) if table.num_rows else -1,
                    int(seq[-1]) if seq.size else -1, int(ts[-1].as_py()) if table.num_rows else 0, last)
 

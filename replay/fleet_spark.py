@@ -73,7 +73,8 @@ def _replay_group(table, options: dict[str, Any], buckets: int):
     from chargetrace.traces import read_meta
     from chargetrace.traces.integrity import check_rows
     from chargetrace.traces.reader import Trace
-    from chargetrace.traces.schema import ARROW_SCHEMA
+    from chargetrace.traces.arrays import constant_array
+    from chargetrace.traces.schema import ARROW_SCHEMA, COLUMN_DEFAULTS, COLUMN_SINCE
 
     from . import ReplayConfig, replay
 
@@ -83,7 +84,12 @@ def _replay_group(table, options: dict[str, Any], buckets: int):
         meta = read_meta(path)
         arrays, names = [], []
         for fld in ARROW_SCHEMA:
-            if fld.name in table.column_names:
+            if meta.schema_version < COLUMN_SINCE.get(fld.name, 0):
+                # Older than the column (pgmap_ops before schema 3): absent from its files, all
+                # null where Spark merged its schema with newer files'; the reader's default.
+                arrays.append(constant_array(COLUMN_DEFAULTS[fld.name], fld.type, table.num_rows))
+                names.append(fld.name)
+            elif fld.name in table.column_names:
                 arrays.append(table.column(fld.name).cast(fld.type))
                 names.append(fld.name)
         rows = pa.Table.from_arrays(arrays, names=names).sort_by("seq")
@@ -132,8 +138,10 @@ def replay_on_spark(spark, root: str, options: dict[str, Any] | None = None, buc
 
     options = dict(options or {})
     root = str(Path(root).resolve())
+    # mergeSchema: traces of several schema versions in one fleet keep every column (a schema-2
+    # file's rows get nulls for pgmap_ops, which _replay_group fills as the reader does).
     frame = (spark.read.option("basePath", root).option("pathGlobFilter", "*.parquet")
-             .option("recursiveFileLookup", "true").parquet(root))
+             .option("recursiveFileLookup", "true").option("mergeSchema", "true").parquet(root))
     # Segments of one recording are one trace: group by their directory (in the JVM, no Python UDF).
     frame = frame.withColumn("_trace", F.regexp_replace(F.input_file_name(), "/seg-[^/]*[.]parquet$", ""))
     rows = frame.groupBy("_trace").applyInArrow(lambda t: _replay_group(t, options, buckets), RESULT_SCHEMA).collect()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +27,8 @@ def _hex(v: int) -> str:
 
 def _events_table(trace: Trace, seqs: Iterable[int], mark: int, t0: int) -> Table:
     wanted = sorted(s for s in set(seqs) if s < 1 << 64)  # context past the last uint64 seq
+    import pyarrow.compute as pc  # only where events are shown: slow to import
+
     rows = trace.table.filter(pc.is_in(trace.table.column("seq"), pa.array(wanted, pa.uint64())))
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="dim")
     for name in ("", "seq", "t (ms)", "tid", "kind", "folio", "-> folio", "nr", "memcg", "-> memcg", "ret", "item/value"):
@@ -51,13 +52,15 @@ def _events_table(trace: Trace, seqs: Iterable[int], mark: int, t0: int) -> Tabl
     return table
 
 
-def _finding_block(trace: Trace, f: Finding, context: int, t0: int) -> Group:
+def _finding_block(trace: Trace | None, f: Finding, context: int, t0: int) -> Group:
     head = Text.assemble(
         (f"[{f.rule}] ", "bold red" if not f.inconclusive else "bold yellow"),
         (f"seq {f.seq}", "bold"),
         f"  t={(f.ts_ns - t0) / 1e6:.3f} ms  folio {_hex(f.folio)}  memcg {f.memcg or '-'}\n",
         ("    " + f.message, ""),
     )
+    if trace is None:
+        return Group(head, Text(""))
     seqs = list(range(max(0, f.seq - context), f.seq + context + 1)) + list(f.related_seqs)
     return Group(head, _events_table(trace, seqs, f.seq, t0), Text(""))
 
@@ -105,8 +108,12 @@ def _drivers_table(report: Report) -> Table:
     return table
 
 
-def render_report(console: Console, report: Report, trace: Trace, *, context: int = 2, limit: int = 20) -> None:
-    t0 = int(pc.min(trace.table.column("ts_ns")).as_py() or 0) if trace.num_events else 0
+def render_report(console: Console, report: Report, trace: Trace | None, *, context: int = 2,
+                  limit: int = 20) -> None:
+    """``trace``: where the events around each finding come from (None: not shown)."""
+    from chargetrace.traces.arrays import numpy_of
+
+    t0 = int(numpy_of(trace.table.column("ts_ns")).min()) if trace is not None and trace.num_events else 0
     style = _VERDICT_STYLE.get(report.verdict, "bold yellow")
     console.print(Text.assemble(("verdict: ", "bold"), (report.verdict, style),
                                 f"   {report.path}: {report.events} events, era {report.era} ({report.era_source})"))
@@ -139,6 +146,8 @@ def render_report(console: Console, report: Report, trace: Trace, *, context: in
 
 
 def describe(trace: Trace) -> dict:
+    import pyarrow.compute as pc
+
     meta = trace.meta
     table = trace.table
     span = 0

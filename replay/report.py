@@ -23,15 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from chargetrace.traces import Trace
 
 from .drivers import DriverRow, driver_rows
 from .findings import CANDIDATE, Finding
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .automaton import Automaton
     from .units import Held
     from .engine import LostWindow
@@ -169,9 +168,11 @@ class Report:
         }
 
 
-def kind_counts(table: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(table.column("kind").cast(pa.string())).to_pylist()
-    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: -c["counts"])}
+def kind_counts(table: "pa.Table") -> dict[str, int]:
+    from chargetrace.traces.arrays import value_counts
+
+    counts = value_counts(table.column("kind"))
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _memcg_rows(automaton: "Automaton") -> list[MemcgRow]:
@@ -213,7 +214,10 @@ def _memcg_rows(automaton: "Automaton") -> list[MemcgRow]:
     return rows
 
 
-def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow"]) -> Report:
+def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow"],
+                 kinds: dict[str, int] | None = None) -> Report:
+    """``kinds``: the row count of each kind, when the caller counted them (a
+    streaming replay has no table)."""
     ctx = automaton.ctx
     findings = sorted(ctx.findings, key=lambda f: (f.seq, f.rule))
     violations = [f for f in findings if f.kind != CANDIDATE and not f.inconclusive]
@@ -271,7 +275,7 @@ def build_report(trace: Trace, automaton: "Automaton", windows: list["LostWindow
         candidates=candidates,
         memcgs=_memcg_rows(automaton),
         rules=rules,
-        kinds=kind_counts(trace.table),
+        kinds=kind_counts(trace.table) if kinds is None else kinds,
         lost_events=lost,
         lost_windows=len(windows),
         synthetic=bool(trace.meta.synthetic),

@@ -3,7 +3,9 @@
 The recorder names each ``pgmap_ops`` pointer through /proc/kallsyms and the
 driver catalogue (tracer/drivers.py) before the writer replaces it by an id;
 the reader keeps version-2 traces (no column) whole; replay attributes faults,
-migrations, frees and end-of-trace charges per driver (replay/drivers.py).
+migrations, frees and end-of-trace charges per driver (replay/drivers.py), with
+either replay engine (the compiled one keeps the figures in its arrays,
+replay/compiled/drivers.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import MEMCG, meta_for, rows_of
 
-from chargetrace.replay import replay
+from chargetrace.replay import ReplayConfig
 from chargetrace.replay.drivers import UNATTRIBUTED
 from chargetrace.replay.report import JSON_VERSION
 from chargetrace.traces import TraceWriter, read_trace, write_table
@@ -140,13 +142,26 @@ def test_version_2_traces_lack_the_column_by_design(tmp_path: Path) -> None:
     assert meta_blob["schema_version"] == 3
 
 
-def _replay_rows(tmp_path: Path, rows: list[dict], pgmaps: list[dict] | None):
+@pytest.fixture(params=["reference", "compiled"])
+def engine(request) -> str:
+    if request.param == "compiled":
+        pytest.importorskip("numba", reason="the compiled engine needs numba (pip install numba)")
+    return request.param
+
+
+def _no_fallback(line: str) -> None:
+    raise AssertionError(f"the engine asked for did not replay: {line}")
+
+
+def _replay_rows(tmp_path: Path, rows: list[dict], pgmaps: list[dict] | None, engine: str = "reference"):
+    from chargetrace.replay.engine import replay_file
+
     meta = meta_for("force")
     meta.pgmaps = pgmaps
     path = tmp_path / "r.parquet"
     with TraceWriter(path, meta, raw_pointers=True) as writer:
         writer.append_rows(rows)
-    return replay(read_trace(path))
+    return replay_file(path, ReplayConfig(engine=engine, notice=_no_fallback))[0]
 
 
 F, G, H, D1, D2, D3 = 0x1000, 0x2000, 0x3000, 0xD000, 0xD001, 0xD002
@@ -183,8 +198,8 @@ PGMAPS = [{"id": DM, "symbol": "dmirror_devmem_ops", "module": "test_hmm", "driv
           {"id": NV, "symbol": "nouveau_dmem_pagemap_ops", "module": "nouveau", "driver": "nouveau"}]
 
 
-def test_replay_reports_each_drivers_pages(tmp_path: Path) -> None:
-    report = _replay_rows(tmp_path, _migration_story(), PGMAPS)
+def test_replay_reports_each_drivers_pages(tmp_path: Path, engine: str) -> None:
+    report = _replay_rows(tmp_path, _migration_story(), PGMAPS, engine)
     assert report.violations == [], [f.message for f in report.violations]
     rows = {d.driver: d for d in report.drivers}
     assert set(rows) == {"test_hmm (dmirror)", "nouveau"}
@@ -197,7 +212,7 @@ def test_replay_reports_each_drivers_pages(tmp_path: Path) -> None:
     assert [d["driver"] for d in out["drivers"]] == ["test_hmm (dmirror)", "nouveau"]
 
 
-def test_a_device_page_still_charged_at_the_end_counts_for_its_driver(tmp_path: Path) -> None:
+def test_a_device_page_still_charged_at_the_end_counts_for_its_driver(tmp_path: Path, engine: str) -> None:
     """A device page is reused: freed once (which names its driver), migrated to again and
     still charged when the trace ends."""
     K = 0x4000
@@ -210,22 +225,22 @@ def test_a_device_page_still_charged_at_the_end_counts_for_its_driver(tmp_path: 
     )
     for i, row in enumerate(rows):
         row["ts_ns"] = 1000 * (i + 1)
-    report = _replay_rows(tmp_path, rows, PGMAPS)
+    report = _replay_rows(tmp_path, rows, PGMAPS, engine)
     by = {d.driver: d for d in report.drivers}
     assert by["test_hmm (dmirror)"].migrated_to_device == 3 and by["test_hmm (dmirror)"].charged_at_end == 1
     assert by["nouveau"].charged_at_end == 0 and UNATTRIBUTED not in by
 
 
-def test_without_pgmap_ops_device_events_are_unattributed(tmp_path: Path) -> None:
+def test_without_pgmap_ops_device_events_are_unattributed(tmp_path: Path, engine: str) -> None:
     rows = [{**r, "pgmap_ops": 0} for r in _migration_story()]
-    report = _replay_rows(tmp_path, rows, None)
+    report = _replay_rows(tmp_path, rows, None, engine)
     assert [d.driver for d in report.drivers] == [UNATTRIBUTED]
     d = report.drivers[0]
     assert (d.device_faults, d.migrated_to_device, d.migrated_from_device, d.freed) == (1, 3, 1, 3)
 
 
-def test_no_device_events_no_driver_rows(tmp_path: Path) -> None:
-    report = _replay_rows(tmp_path, rows_of(("charge", {"folio": F, "memcg": MEMCG, "nr_pages": 1})), [])
+def test_no_device_events_no_driver_rows(tmp_path: Path, engine: str) -> None:
+    report = _replay_rows(tmp_path, rows_of(("charge", {"folio": F, "memcg": MEMCG, "nr_pages": 1})), [], engine)
     assert report.drivers == [] and report.to_json()["drivers"] == []
 
 

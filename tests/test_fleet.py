@@ -1,6 +1,7 @@
 """Fleet replay on local cores (replay/fleet.py, `chargetrace replay DIR_OR_GLOB`):
 a hive-partitioned tree with a segment directory, a glob, a bad trace among good
-ones, the worst-first exit code, JSON, and one trace in folio buckets from the CLI."""
+ones, the worst-first exit code, JSON, the engine each trace is replayed with, and one
+trace in folio buckets from the CLI."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from chargetrace.cli import main
@@ -120,3 +122,36 @@ def test_no_trace_is_one_error_line(tmp_path):
     (tmp_path / "empty-dir").mkdir()
     code, out, err = run("replay", tmp_path / "empty-dir")
     assert code == 2 and err.count("\n") == 1 and "holds no trace" in err
+
+
+def test_fleet_traces_are_replayed_with_the_engine_asked_for(tmp_path, monkeypatch):
+    """--engine reaches each trace's worker (replay.engine.replay_file): 'compiled' replays
+    every trace with the compiled engine, 'reference' with none of them; the reports agree."""
+    pytest.importorskip("numba", reason="the compiled engine needs numba (pip install numba)")
+    import chargetrace.replay.compiled as compiled
+
+    used: list[str] = []
+    real = compiled.replay_compiled
+
+    def spy(path, config=None):
+        used.append(str(path))
+        return real(path, config)
+
+    monkeypatch.setattr(compiled, "replay_compiled", spy)
+    root = make_tree(tmp_path / "fleet")
+    out = {}
+    for engine in ("compiled", "reference"):
+        used.clear()
+        code, text, err = run("replay", "--json", "--jobs", "1", "--engine", engine, root)
+        assert code == 1 and "reference engine" not in err, err
+        out[engine] = json.loads(text)
+        assert len(used) == (4 if engine == "compiled" else 0), used
+    assert out["compiled"] == out["reference"]
+
+
+def test_buckets_say_they_replay_on_the_reference_model():
+    path = TRACES / "synthetic-hmm-lifecycle-6.7.parquet"
+    code, _, err = run("replay", "--json", "--buckets", "2", "--jobs", "1", "--engine", "compiled", path)
+    assert code == 0 and "--buckets replays each bucket with the reference engine" in err, err
+    code, _, err = run("replay", "--json", "--buckets", "2", "--jobs", "1", path)
+    assert code == 0 and err == "", err

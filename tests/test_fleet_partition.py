@@ -1,6 +1,6 @@
 """One trace replayed in folio buckets (replay/fleet_partition.py) gives the whole
 replay's verdict, findings (rule, seq, folio, memcg, kind, inconclusive), ledger
-rows, held rows and coverage: every shipped trace, mutated traces, and
+rows, held rows, coverage and per-driver figures: every shipped trace, mutated traces, and
 hypothesis-generated event streams with transfers, device frees, splits,
 migrate windows, counters and samples, each in 2, 3 and 7 buckets."""
 
@@ -33,7 +33,8 @@ def outcome(report) -> dict:
     return {"verdict": report.verdict, "violations": f(report.violations), "inconclusive": f(report.inconclusive),
             "candidates": f(report.candidates), "memcgs": [vars(m) for m in report.memcgs],
             "held": [vars(h) for h in report.held], "rules": [vars(r) for r in report.rules],
-            "kinds": report.kinds, "events": report.events, "notes": sorted(report.notes)}
+            "kinds": report.kinds, "events": report.events, "notes": sorted(report.notes),
+            "drivers": [d.to_dict() for d in report.drivers]}
 
 
 def assert_same(trace: Trace, buckets=BUCKETS) -> dict:

@@ -1,17 +1,19 @@
 """Fleet replay on a local Spark cluster (replay/fleet_spark.py: PySpark applyInArrow
 over Spark's own Parquet reader): the same per-trace results as the local pool,
-whole and in folio buckets; without the extra, one error line."""
+whole and in folio buckets, traces of schema versions 1 and 3 together; without the extra,
+one error line."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
 
 import pytest
-from test_fleet import make_tree
+from test_fleet import TRACES, make_tree
 
-from chargetrace.traces import ChargetraceError
+from chargetrace.traces import ChargetraceError, read_trace, write_table
 
 
 def test_missing_extra_is_one_line(monkeypatch):
@@ -45,7 +47,13 @@ def test_spark_fleet_matches_local_pool(tmp_path, spark):
     from chargetrace.replay.fleet_spark import replay_on_spark
 
     root = make_tree(tmp_path / "fleet")
+    # A schema-3 trace (pgmap_ops) beside schema-1 ones: Spark merges the schemas, the older
+    # traces get the column's default as the reader gives it.
+    trace = read_trace(TRACES / "synthetic-hmm-lifecycle-5.18-6.6.parquet")
+    (root / "host=d" / "boot=1").mkdir(parents=True)
+    write_table(trace.table, root / "host=d" / "boot=1" / "v3.parquet", dataclasses.replace(trace.meta, schema_version=3))
     local = {t.path: t for t in replay_fleet(root, jobs=1).traces}
+    assert not any(t.error for t in local.values() if "host=c" not in t.path)
     for buckets in (1, 2):
         results = replay_on_spark(spark, str(root), buckets=buckets)
         assert sorted(r["path"] for r in results) == sorted(local)  # the segment directory is one trace

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from chargetrace.replay import replay  # noqa: E402
+from chargetrace.replay.compiled import replay_compiled  # noqa: E402
 from chargetrace.replay.engine import missed_windows  # noqa: E402
 from chargetrace.replay.mutate import Mutation, mutate  # noqa: E402
 from chargetrace.traces import read_trace, write_table  # noqa: E402
@@ -49,7 +50,10 @@ def _with_missed(tmp_path: Path, source: Path, missed_kind: str, faults=()) -> P
 
 
 def _both(path: Path):
-    return replay(read_trace(path))
+    """The reference engine's report, after checking the compiled engine gives the same."""
+    report = replay(read_trace(path))
+    assert replay_compiled(path).to_json() == report.to_json()
+    return report
 
 
 def test_a_missed_transfer_probe_turns_violations_inconclusive(tmp_path) -> None:

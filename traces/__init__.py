@@ -9,7 +9,7 @@ trace files live beside this package in the repository (see README.md here).
 from .errors import ChargetraceError
 from .integrity import Integrity
 from .metadata import Era, Scope, TraceMeta
-from .reader import Trace, read_meta, read_trace, trace_files
+from .reader import Trace, TraceStream, read_meta, read_trace, stream_trace, trace_files
 from .schema import ARROW_SCHEMA, COLUMNS, KINDS, SCHEMA_VERSION
 from .writer import TraceWriter, write_table
 
@@ -23,10 +23,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "Scope",
     "Trace",
+    "TraceStream",
     "TraceMeta",
     "TraceWriter",
     "read_meta",
     "read_trace",
+    "stream_trace",
     "trace_files",
     "write_table",
 ]

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from .arrays import kind_mask, numpy_of, value_counts
 from .errors import ChargetraceError
 from .metadata import TraceMeta
 from .schema import KINDS
 
-__all__ = ["Integrity", "check_rows"]
+__all__ = ["Integrity", "RowChecker", "check_rows"]
 
 #: Problems listed in full; the rest are counted (a forged trace can have millions).
 _MAX_LISTED = 5
@@ -48,92 +48,110 @@ class Integrity:
 
 
 def _kind_counts(table: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(table.column("kind").combine_chunks().dictionary_decode()
-                             if pa.types.is_dictionary(table.column("kind").type) else table.column("kind"))
-    return {c["values"]: c["counts"] for c in counts.to_pylist()}
+    return value_counts(table.column("kind"))
 
 
-def _seq_gaps(seq: np.ndarray, kinds_lost: np.ndarray, lost_value: np.ndarray, source: str) -> tuple[int, list[str]]:
-    """Rows missing between consecutive seq values that no ``lost`` row accounts for.
+class RowChecker:
+    """The row checks of :func:`check_rows`, fed batch by batch in ``seq`` order
+    (a streaming replay never holds the whole table): what carries over a batch
+    boundary (the previous seq) is kept here, so a gap between two batches counts
+    as one inside a batch would."""
 
-    The writer numbers rows in arrival order, so a recording has no gaps; a
-    ``lost`` row right after a gap may account for up to its count of rows
-    (a producer that numbers events before dropping them).
-    """
-    if seq.size == 0:
-        return 0, []
-    steps = seq[1:] - seq[:-1]  # uint64, safe: strictly increasing here
-    holes = np.flatnonzero(steps > 1)
-    missing_total = 0
-    listed = []
-    if seq[0] != 0:
-        missing_total += int(seq[0])
-        listed.append(f"seq starts at {int(seq[0])}, not 0")
-    for i in holes:
-        gap = int(steps[i]) - 1
-        after = i + 1
-        if kinds_lost[after] and int(lost_value[after]) >= gap:
-            continue
-        missing_total += gap
-        if len(listed) < _MAX_LISTED:
-            listed.append(f"seq {int(seq[i])} -> {int(seq[after])}")
-    return missing_total, listed
+    def __init__(self, source: str, meta: TraceMeta) -> None:
+        self.source = source
+        self.meta = meta
+        armed = getattr(meta, "armed_ns", meta.extra.get("armed_ns"))  # a field once the recorder adds it
+        self.armed = armed if isinstance(armed, int) else None
+        self.rows = 0
+        self.prev: int | None = None
+        self.missing = 0
+        self.listed: list[str] = []
+        self.lost_total = 0
+        self.empty_lost = 0
+        self.early = 0
+
+    def feed(self, seq: np.ndarray, is_lost: np.ndarray, value: np.ndarray, ts: np.ndarray) -> None:
+        """One batch of sorted rows: ``seq`` and ``ts`` as uint64, ``value`` int64, ``is_lost`` bool."""
+        if not seq.size:
+            return
+        if self.prev is None and int(seq[0]) != 0:
+            self.missing += int(seq[0])
+            self.listed.append(f"seq starts at {int(seq[0])}, not 0")
+        if self.prev is not None:
+            seq = np.concatenate([np.array([self.prev], np.uint64), seq])
+            lost_ext = np.concatenate([np.zeros(1, bool), is_lost])
+            value_ext = np.concatenate([np.zeros(1, np.int64), value])
+        else:
+            lost_ext, value_ext = is_lost, value
+        if seq.size > 1:
+            same = np.flatnonzero(seq[1:] == seq[:-1])
+            if same.size:
+                raise ChargetraceError(
+                    f"{self.source}: seq {int(seq[same[0]])} appears more than once ({same.size} duplicate row(s)): "
+                    f"rows were duplicated or two recordings were mixed"
+                )
+        lost_values = value[is_lost]
+        if lost_values.size and int(lost_values.min()) < 0:
+            raise ChargetraceError(f"{self.source}: a 'lost' row has a negative count ({int(lost_values.min())})")
+        self.lost_total += int(lost_values.sum(dtype=np.int64)) if lost_values.size else 0
+        self.empty_lost += int((lost_values == 0).sum())
+        # Rows missing between consecutive seq values that no ``lost`` row accounts for.
+        # The writer numbers rows in arrival order, so a recording has no gaps; a
+        # ``lost`` row right after a gap may account for up to its count of rows
+        # (a producer that numbers events before dropping them).
+        steps = seq[1:] - seq[:-1]  # uint64, safe: strictly increasing here
+        for i in np.flatnonzero(steps > 1):
+            gap = int(steps[i]) - 1
+            after = i + 1
+            if lost_ext[after] and int(value_ext[after]) >= gap:
+                continue
+            self.missing += gap
+            if len(self.listed) < _MAX_LISTED:
+                self.listed.append(f"seq {int(seq[i])} -> {int(seq[after])}")
+        self.prev = int(seq[-1])
+        self.rows += int(ts.size)
+        if self.armed is not None:
+            self.early += int(np.count_nonzero(ts < np.uint64(max(self.armed, 0))))
+
+    def finish(self, kind_counts: dict[str, int], missing_columns: list[str]) -> Integrity:
+        found = Integrity()
+        meta = self.meta
+        if self.empty_lost:
+            # The recorder writes a 'lost' row only for a window that dropped events.
+            found.add(f"{self.empty_lost} 'lost' row(s) with a zero count, which no recorder writes")
+        if self.missing:
+            more = "" if len(self.listed) < _MAX_LISTED else ", ..."
+            found.add(f"{self.missing} row(s) missing: seq has gaps no 'lost' row accounts for "
+                      f"({'; '.join(self.listed)}{more})")
+        unknown = {k: n for k, n in kind_counts.items() if k not in KINDS}
+        if unknown:
+            names = sorted(unknown, key=lambda k: -unknown[k])
+            shown = ", ".join(f"{_printable(k)!r} x{unknown[k]}" for k in names[:_MAX_LISTED])
+            found.add(f"{sum(unknown.values())} row(s) of unknown kind(s): {shown}")
+        drops = meta.drops.get("total", 0)
+        if drops != self.lost_total:
+            found.add(f"metadata counts {drops} dropped event(s) but the 'lost' rows count {self.lost_total}")
+        per_cpu = meta.drops.get("per_cpu") or {}
+        if per_cpu and sum(per_cpu.values()) != drops:
+            found.add(f"metadata drops per CPU sum to {sum(per_cpu.values())}, not the total {drops}")
+        if missing_columns:
+            found.add(f"column(s) {', '.join(missing_columns)} missing: filled with defaults")
+        if not meta.complete:
+            found.add("the recording did not finish (metadata complete=false): rows may be missing")
+        if meta.rows is not None and meta.rows != self.rows:
+            found.add(f"metadata says the writer wrote {meta.rows} row(s), the trace holds {self.rows}")
+        if self.early:
+            found.add(f"{self.early} row(s) have ts_ns before the recorder armed its probes "
+                      f"(armed_ns {self.armed})")
+        return found
 
 
 def check_rows(table: pa.Table, meta: TraceMeta, source: str, *, missing_columns: list[str]) -> Integrity:
     """Check a sorted, type-conformant trace table against itself and its metadata."""
-    found = Integrity()
-    seq = table.column("seq").to_numpy()
-    if seq.size > 1:
-        same = np.flatnonzero(seq[1:] == seq[:-1])
-        if same.size:
-            raise ChargetraceError(
-                f"{source}: seq {int(seq[same[0]])} appears more than once ({same.size} duplicate row(s)): "
-                f"rows were duplicated or two recordings were mixed"
-            )
-    kind_col = table.column("kind")
-    is_lost = pc.equal(kind_col.cast(pa.string()) if pa.types.is_dictionary(kind_col.type) else kind_col, "lost")
-    is_lost_np = is_lost.to_numpy(zero_copy_only=False).astype(bool) if table.num_rows else np.zeros(0, bool)
-    values = table.column("value").to_numpy()
-    lost_values = values[is_lost_np]
-    if lost_values.size and int(lost_values.min()) < 0:
-        raise ChargetraceError(f"{source}: a 'lost' row has a negative count ({int(lost_values.min())})")
-    lost_total = int(lost_values.sum(dtype=np.int64)) if lost_values.size else 0
-    empty = int((lost_values == 0).sum())
-    if empty:
-        # The recorder writes a 'lost' row only for a window that dropped events.
-        found.add(f"{empty} 'lost' row(s) with a zero count, which no recorder writes")
-
-    missing, listed = _seq_gaps(seq, is_lost_np, values, source)
-    if missing:
-        more = "" if len(listed) < _MAX_LISTED else ", ..."
-        found.add(f"{missing} row(s) missing: seq has gaps no 'lost' row accounts for ({'; '.join(listed)}{more})")
-
-    unknown = {k: n for k, n in _kind_counts(table).items() if k not in KINDS}
-    if unknown:
-        names = sorted(unknown, key=lambda k: -unknown[k])
-        shown = ", ".join(f"{_printable(k)!r} x{unknown[k]}" for k in names[:_MAX_LISTED])
-        found.add(f"{sum(unknown.values())} row(s) of unknown kind(s): {shown}")
-
-    drops = meta.drops.get("total", 0)
-    if drops != lost_total:
-        found.add(f"metadata counts {drops} dropped event(s) but the 'lost' rows count {lost_total}")
-    per_cpu = meta.drops.get("per_cpu") or {}
-    if per_cpu and sum(per_cpu.values()) != drops:
-        found.add(f"metadata drops per CPU sum to {sum(per_cpu.values())}, not the total {drops}")
-
-    if missing_columns:
-        found.add(f"column(s) {', '.join(missing_columns)} missing: filled with defaults")
-    if not meta.complete:
-        found.add("the recording did not finish (metadata complete=false): rows may be missing")
-    if meta.rows is not None and meta.rows != table.num_rows:
-        found.add(f"metadata says the writer wrote {meta.rows} row(s), the trace holds {table.num_rows}")
-    armed = getattr(meta, "armed_ns", meta.extra.get("armed_ns"))  # a field once the recorder adds it
-    if isinstance(armed, int) and table.num_rows:
-        early = int(pc.sum(pc.less(table.column("ts_ns"), pa.scalar(armed, pa.uint64()))).as_py() or 0)
-        if early:
-            found.add(f"{early} row(s) have ts_ns before the recorder armed its probes (armed_ns {armed})")
-    return found
+    checker = RowChecker(source, meta)
+    checker.feed(numpy_of(table.column("seq")), kind_mask(table.column("kind"), "lost"), numpy_of(table.column("value")),
+                 numpy_of(table.column("ts_ns")))
+    return checker.finish(_kind_counts(table) if table.num_rows else {}, missing_columns)
 
 
 def _printable(text: str) -> str:

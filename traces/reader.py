@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .arrays import constant_array, longest_string, numpy_of
 from .errors import ChargetraceError
 from .integrity import Integrity, check_rows
 from .metadata import TraceMeta
@@ -43,7 +43,7 @@ from .schema import (
 )
 from .writer import PARTIAL_SUFFIX
 
-__all__ = ["Trace", "read_trace", "read_meta", "trace_files", "max_events"]
+__all__ = ["Trace", "TraceStream", "read_trace", "read_meta", "stream_trace", "trace_files", "max_events"]
 
 #: Uncompressed bytes a row may take on average (a real one takes ~100), above
 #: a fixed allowance for dictionaries: more means oversized strings.
@@ -190,7 +190,7 @@ def _string(file: Path, name: str, col: pa.ChunkedArray, target: pa.DataType) ->
         raise ChargetraceError(f"{file}: column {name!r} has type {typ}, expected strings")
     for chunk in col.chunks:
         words = chunk.dictionary if pa.types.is_dictionary(typ) else chunk
-        longest = pc.max(pc.binary_length(words)).as_py() if len(words) else 0
+        longest = longest_string(words) if len(words) else 0
         if longest and longest > MAX_STRING_BYTES:
             raise ChargetraceError(
                 f"{file}: column {name!r} holds a string of {longest} bytes (at most {MAX_STRING_BYTES} accepted)"
@@ -220,7 +220,7 @@ def _conform(file: Path, table: pa.Table, version: int) -> tuple[pa.Table, list[
         else:
             if version >= COLUMN_SINCE.get(fld.name, 0):
                 filled.append(fld.name)
-            col = pa.repeat(pa.scalar(COLUMN_DEFAULTS[fld.name], fld.type), table.num_rows)
+            col = constant_array(COLUMN_DEFAULTS[fld.name], fld.type, table.num_rows)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=ARROW_SCHEMA.remove_metadata()), filled
 
@@ -252,7 +252,7 @@ def _one_recording(path: Path, metas: list[TraceMeta]) -> None:
 
 
 def _sorted(table: pa.Table) -> pa.Table:
-    seq = table.column("seq").to_numpy()
+    seq = numpy_of(table.column("seq"))
     # Compare as uint64: seq may use the whole range up to 2**64 - 1.
     if seq.size > 1 and bool(np.any(seq[1:] < seq[:-1])):
         table = table.take(pa.array(np.argsort(seq, kind="stable")))
@@ -290,3 +290,92 @@ def read_trace(path: str | os.PathLike[str], *, progress: Progress | None = None
     table = _sorted(table)
     integrity = check_rows(table, meta, str(path), missing_columns=sorted(filled_all))
     return Trace(Path(path), table, meta, integrity)
+
+
+@dataclass
+class TraceStream:
+    """A trace opened for reading batch by batch (a streaming replay): the
+    footers are checked as :func:`read_trace` checks them, the rows are read
+    only by :meth:`batches`, column by column as asked. Rows come in file
+    order; the caller checks that ``seq`` increases (read_trace sorts)."""
+
+    path: Path
+    meta: TraceMeta
+    files: list[tuple[Path, pq.ParquetFile]]
+    num_rows: int
+    #: Requested columns a file lacked (filled with their defaults), after iteration;
+    #: not those its schema version predates (COLUMN_SINCE), as read_trace reports them.
+    missing_columns: set[str] = field(default_factory=set)
+    #: Each file's schema version (metadata).
+    versions: dict[Path, int] = field(default_factory=dict)
+
+    def row_groups(self) -> Iterator[tuple[Path, pq.ParquetFile, int]]:
+        for file, pf in self.files:
+            for index in range(pf.metadata.num_row_groups):
+                yield file, pf, index
+
+    def read(self, file: Path, pf: pq.ParquetFile, index: int, columns: list[str]) -> pa.Table:
+        """One row group's ``columns``, type-checked and conformed as read_trace does."""
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        try:
+            table = pf.read_row_group(index, columns=present)
+            table.validate(full=True)  # UTF-8 of every string, dictionary indices in range
+        except Exception as exc:  # noqa: BLE001 - a damaged file makes pyarrow raise many types
+            raise ChargetraceError(f"{file}: corrupt or truncated data ({_first_line(exc)})") from None
+        return self._conform(file, table, columns)
+
+    def batches(self, columns: list[str], batch_rows: int = 64 * 1024) -> Iterator[pa.Table]:
+        """The rows, ``batch_rows`` at a time (``ParquetFile.iter_batches``: only
+        these columns are decoded), type-checked and conformed."""
+        for file, pf in self.files:
+            present = [c for c in columns if c in pf.schema_arrow.names]
+            batches = pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=False)
+            while True:
+                try:
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    batch.validate(full=True)
+                except ChargetraceError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a damaged file makes pyarrow raise many types
+                    raise ChargetraceError(f"{file}: corrupt or truncated data ({_first_line(exc)})") from None
+                yield self._conform(file, pa.Table.from_batches([batch]), columns)
+
+    def _conform(self, file: Path, table: pa.Table, columns: list[str]) -> pa.Table:
+        arrays, fields = [], []
+        for name in columns:
+            fld = ARROW_SCHEMA.field(name)
+            if name in table.column_names:
+                col = table.column(name)
+                if col.null_count:
+                    raise ChargetraceError(f"{file}: column {name!r} has {col.null_count} null value(s)")
+                if pa.types.is_dictionary(fld.type):
+                    col = _string(file, name, col, fld.type)
+                elif col.type != fld.type:
+                    col = _integer(file, name, col, fld.type)
+            else:
+                if self.versions.get(file, 0) >= COLUMN_SINCE.get(name, 0):
+                    self.missing_columns.add(name)
+                col = constant_array(COLUMN_DEFAULTS[name], fld.type, table.num_rows)
+            arrays.append(col)
+            fields.append(fld)
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def stream_trace(path: str | os.PathLike[str]) -> TraceStream:
+    """Open a trace for streaming: every check of :func:`read_trace` that the
+    footers allow (files, metadata, one recording, layout, required columns);
+    no row cap, since rows are never all in memory."""
+    files = trace_files(path)
+    opened = [(file, _open(file)) for file in files]
+    metas = [_meta_of(file, pf) for file, pf in opened]
+    _one_recording(Path(path), metas)
+    for file, pf in opened:
+        _check_layout(file, pf)
+        missing = REQUIRED_COLUMNS - set(pf.schema_arrow.names)
+        if missing:
+            raise ChargetraceError(f"{file}: not a chargetrace trace (missing column(s) {', '.join(sorted(missing))})")
+    total = sum(pf.metadata.num_rows for _, pf in opened)
+    return TraceStream(Path(path), metas[-1], opened, total,
+                       versions={file: meta.schema_version for (file, _), meta in zip(opened, metas)})

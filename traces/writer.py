@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .arrays import numpy_of
 from .errors import ChargetraceError
 from .metadata import TraceMeta
 from .pointers import PointerMap
@@ -231,7 +231,7 @@ class TraceWriter:
             return
         if self._pointers is not None:
             table = self._pointers.map_table(table)
-        self._next_seq = int(pc.max(table.column("seq")).as_py()) + 1
+        self._next_seq = int(numpy_of(table.column("seq")).max()) + 1
         self._pending.append(table)
         self._pending_rows += table.num_rows
         if self._pending_rows >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds:
