@@ -23,7 +23,7 @@ from ..drivers import DriverTally
 from .cache import INLINE
 from .layout import D_FAULTS, D_FREED, D_FROM_DEVICE, D_SEEN, D_TO_DEVICE, ND, S_NDRV, T_FLT_DRV, T_FLT_ON
 from .state import tid_row
-from .tables import find_all, h_find, h_insert, insert_all, new_map
+from .tables import find_all, h_find, h_row, insert_all, new_map
 
 __all__ = ["driver_row", "driver_add", "tally_transfer", "tally_device_free", "device_drivers", "tally_of"]
 
@@ -34,13 +34,7 @@ _FIGURES = ((D_FAULTS, "faults"), (D_TO_DEVICE, "to_device"), (D_FROM_DEVICE, "f
 @njit(**INLINE)
 def driver_row(st, pgmap):
     """The row of ``pgmap_ops`` id ``pgmap`` in ``dc``, made when absent."""
-    r = h_find(st.ghk, st.ghv, pgmap)
-    if r < 0:
-        r = st.sc[S_NDRV]
-        st.sc[S_NDRV] = r + 1
-        h_insert(st.ghk, st.ghv, pgmap, r)
-        st.dkey[r] = pgmap
-    return r
+    return h_row(st.ghk, st.ghv, st.dkey, st.sc, S_NDRV, pgmap)[0]
 
 
 @njit(**INLINE)

@@ -27,7 +27,7 @@ from .layout import (
     K_MEMCG_STAT, K_MEMSTAT, K_PAGE_MIGRATION, K_USAGE, M_EXISTS, M_OBS, S_FFREE, S_FHW, S_FH_N, S_FORGOTTEN,
     S_NFIND, S_NMEMCG, S_NPID, S_NTID, S_ORD, S_RING_HEAD, S_RING_N,
 )
-from .tables import h_delete, h_find, h_insert
+from .tables import h_delete, h_find, h_insert, h_row
 
 __all__ = ["State", "Events", "not_in_call", "is_sample", "evict", "folio_slot", "is_device", "memcg_row", "ledger",
            "ledger_get", "tid_row", "pid_flag", "set_pid_flag", "set_folio", "report", "check_one", "active",
@@ -68,12 +68,8 @@ def is_device(st, folio):
 @njit(**INLINE)
 def memcg_row(st, memcg):
     """Row of ``memcg`` in the memcg arrays, made when absent (not yet a ledger)."""
-    r = h_find(st.mhk, st.mhv, memcg)
-    if r < 0:
-        r = st.sc[S_NMEMCG]
-        st.sc[S_NMEMCG] = r + 1
-        h_insert(st.mhk, st.mhv, memcg, r)
-        st.mkey[r] = memcg
+    r, made = h_row(st.mhk, st.mhv, st.mkey, st.sc, S_NMEMCG, memcg)
+    if made:
         st.md[r, M_OBS] = 1 if (memcg != 0 and h_find(st.ohk, st.ohv, memcg) >= 0) else 0
     return r
 
@@ -95,13 +91,9 @@ def ledger_get(st, memcg):
 
 @njit(**INLINE)
 def tid_row(st, tid, create):
-    r = h_find(st.thk, st.thv, tid)
-    if r < 0 and create:
-        r = st.sc[S_NTID]
-        st.sc[S_NTID] = r + 1
-        h_insert(st.thk, st.thv, tid, r)
-        st.tkey[r] = tid
-    return r
+    if not create:
+        return h_find(st.thk, st.thv, tid)
+    return h_row(st.thk, st.thv, st.tkey, st.sc, S_NTID, tid)[0]
 
 
 @njit(**INLINE)

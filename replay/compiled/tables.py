@@ -51,6 +51,20 @@ def h_insert(keys, vals, key, val):
 
 
 @njit(**INLINE)
+def h_row(keys, vals, rowkeys, counts, slot, key):
+    """The row of ``key`` in a table indexed by the map (``keys``, ``vals``), appended when absent
+    (``counts[slot]`` rows in use, ``rowkeys`` each row's key): (row, whether it was made)."""
+    r = h_find(keys, vals, key)
+    if r >= 0:
+        return r, False
+    r = counts[slot]
+    counts[slot] = r + 1
+    h_insert(keys, vals, key, r)
+    rowkeys[r] = key
+    return r, True
+
+
+@njit(**INLINE)
 def h_delete(keys, vals, key):
     """Remove ``key``; returns its value or -1."""
     mask = keys.shape[0] - 1
